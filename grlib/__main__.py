@@ -1,0 +1,26 @@
+"""Command line: `python -m grlib run [--profile P] [--only 00 01] [--out build]`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .course import run_course
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grlib", description="The generative-replay course.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="execute the notebooks in order with papermill, into build/")
+    run.add_argument("--profile", help="smoke, quick, full or auto (default: $GRLIB_PROFILE, else auto)")
+    run.add_argument("--only", nargs="+", metavar="NB", help="notebooks to run, by number or name (e.g. 00 01)")
+    run.add_argument("--out", help="build folder (default: $GRLIB_BUILD, else the repository's build/)")
+    args = parser.parse_args(argv)
+    try:
+        return run_course(profile=args.profile, only=args.only, out=args.out)
+    except ValueError as e:  # unknown profile or notebook: say so before anything runs
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The continual-learning loop: learn task t, evaluate on every task, fill the accuracy matrix (notebook 01)."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from . import metrics
+from .checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
+from .data import TaskStream, to_float
+
+
+def active_logits(logits: Tensor, classes: tuple[int, ...] | None) -> Tensor:
+    """Task-incremental heads: logits of classes outside `classes` set to -inf (None keeps all)."""
+    if classes is None:
+        return logits
+    mask = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    mask[list(classes)] = True
+    return logits.masked_fill(~mask, float("-inf"))
+
+
+def scenario_logits(logits: Tensor, y: Tensor, stream: TaskStream) -> Tensor:
+    """Training logits: in task-IL each sample competes only among its own task's classes; else all outputs."""
+    if stream.scenario != "task":
+        return logits
+    masks = torch.zeros(len(stream), stream.n_classes, dtype=torch.bool, device=logits.device)
+    owner = torch.zeros(stream.n_classes, dtype=torch.long, device=logits.device)
+    for k, task in enumerate(stream):
+        masks[k, list(task.classes)] = True
+        owner[list(task.classes)] = k
+    return logits.masked_fill(~masks[owner[y]], float("-inf"))
+
+
+@torch.no_grad()
+def predict(solver: nn.Module, x: Tensor, classes: tuple[int, ...] | None = None, chunk: int = 2000) -> Tensor:
+    """Predicted labels for uint8 images, in chunks."""
+    was_training = solver.training
+    solver.eval()
+    preds = [active_logits(solver(to_float(x[i:i + chunk])), classes).argmax(1) for i in range(0, len(x), chunk)]
+    solver.train(was_training)
+    return torch.cat(preds)
+
+
+def evaluate(solver: nn.Module, stream: TaskStream) -> tuple[list[float], list[float]]:
+    """Accuracy (%) on every task's test set, and per class over all test sets."""
+    n = stream.n_classes
+    correct, total = torch.zeros(n), torch.zeros(n)
+    task_acc = []
+    for task in stream:
+        classes = task.classes if stream.scenario == "task" else None
+        hit = (predict(solver, task.test_x, classes) == task.test_y).float().cpu()
+        task_acc.append(100.0 * float(hit.mean()))
+        y = task.test_y.cpu()
+        correct += torch.bincount(y, weights=hit, minlength=n)
+        total += torch.bincount(y, minlength=n).float()
+    class_acc = (100.0 * correct / total.clamp(min=1)).masked_fill(total == 0, float("nan"))
+    return task_acc, class_acc.tolist()
+
+
+@dataclass
+class RunResult:
+    """What one method did on one stream; R[i][j] = accuracy (%) on task j after training task i."""
+    method: str
+    stream: str
+    R: list[list[float]] = field(default_factory=list)
+    class_acc: list[list[float]] = field(default_factory=list)
+    test_sizes: list[int] = field(default_factory=list)
+    first_seen: list[int] = field(default_factory=list)
+    losses: list[list[float]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def A_T(self) -> float:
+        return metrics.average_accuracy(self.R, self.test_sizes)
+
+    @property
+    def F_T(self) -> float:
+        """Per-class forgetting when each class belongs to one task (class splits), else per task."""
+        if self.first_seen:
+            return metrics.forgetting(self.class_acc, self.first_seen)
+        return metrics.forgetting(self.R, list(range(len(self.R))))
+
+    @property
+    def BWT(self) -> float:
+        return metrics.backward_transfer(self.R)
+
+    @property
+    def curve(self) -> list[float]:
+        return metrics.accuracy_curve(self.R, self.test_sizes)
+
+    def summary(self) -> dict[str, float]:
+        return {"A_T": self.A_T, "F_T": self.F_T, "BWT": self.BWT, "train_seconds": sum(self.seconds)}
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), **self.summary(), "curve": self.curve}
+
+
+def _first_seen(stream: TaskStream) -> list[int]:
+    """Task index where each class is learned, if each class belongs to exactly one task; else []."""
+    owner: dict[int, int] = {}
+    for t, task in enumerate(stream):
+        for c in task.classes:
+            if c in owner:
+                return []
+            owner[c] = t
+    return [owner.get(c, len(stream)) for c in range(stream.n_classes)]
+
+
+def run(strategy, stream: TaskStream, cache: bool = True, progress: bool = True) -> RunResult:
+    """Train `strategy` task by task on `stream`, evaluating on all tasks after each one.
+
+    With `cache`, the strategy's state after each task is saved under build/checkpoints/
+    and reused by a later run with the same settings (so a crash loses at most one task)."""
+    result = RunResult(strategy.name, stream.name, test_sizes=[len(task.test_y) for task in stream],
+                       first_seen=_first_seen(stream))
+    for t in range(len(stream)):
+        settings = {**strategy.settings(), **stream.settings, "task": t}
+        path = checkpoint_path(f"{strategy.name}-{stream.name}-task{t + 1}", settings)
+        saved = load_checkpoint(path, settings) if cache else None
+        if saved is not None:
+            strategy.load_state_dict(saved["strategy"])
+            losses, seconds = saved["losses"], saved["seconds"]
+        else:
+            start = time.perf_counter()
+            losses = strategy.learn(stream, t, progress=progress)
+            seconds = time.perf_counter() - start
+            if cache:
+                save_checkpoint(path, settings, {"strategy": strategy.state_dict(), "losses": losses, "seconds": seconds})
+        task_acc, class_acc = evaluate(strategy.solver, stream)
+        result.R.append(task_acc)
+        result.class_acc.append(class_acc)
+        result.losses.append(losses)
+        result.seconds.append(seconds)
+    return result

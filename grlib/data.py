@@ -1,0 +1,248 @@
+"""Datasets as uint8 tensors, and the task streams of continual learning (notebook 00)."""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+import torchvision
+from torch import Tensor
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ("task", "domain", "class")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How torchvision stores one dataset under the data root."""
+    loader: type
+    folder: str
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+    n_classes: int
+
+
+_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+_MNIST_TEST = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(torchvision.datasets.MNIST, "MNIST/raw", _MNIST_FILES, _MNIST_TEST, 10),
+    "fashion-mnist": DatasetSpec(torchvision.datasets.FashionMNIST, "FashionMNIST/raw", _MNIST_FILES, _MNIST_TEST, 10),
+    "svhn": DatasetSpec(torchvision.datasets.SVHN, "SVHN", ("train_32x32.mat",), ("test_32x32.mat",), 10),
+    "cifar10": DatasetSpec(torchvision.datasets.CIFAR10, "cifar-10-batches-py",
+                           tuple(f"data_batch_{i}" for i in range(1, 6)) + ("batches.meta",), ("test_batch", "batches.meta"), 10),
+    "cifar100": DatasetSpec(torchvision.datasets.CIFAR100, "cifar-100-python", ("train", "meta"), ("test", "meta"), 100),
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are missing or corrupt, and could not be downloaded."""
+
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"  # an offline copy beside the clone (lab machines, CI)
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data folder: `root` if given, else $GRLIB_DATA, else the repository's data/."""
+    if root is not None:
+        return Path(root).expanduser().resolve()
+    if os.environ.get("GRLIB_DATA"):
+        return Path(os.environ["GRLIB_DATA"]).expanduser().resolve()
+    return REPO_ROOT / "data"
+
+
+def find_root(name: str, train: bool, root: str | os.PathLike | None = None) -> Path:
+    """Where `name` is read from: `data_root(root)`; with neither `root` nor $GRLIB_DATA set, the repository's
+    data/ unless only a shared copy beside the clone (../shared/data) holds the files."""
+    if root is not None or os.environ.get("GRLIB_DATA"):
+        return data_root(root)
+    for candidate in (REPO_ROOT / "data", SHARED_DATA):
+        if all(p.is_file() for p in expected_files(name, train, candidate)):
+            return candidate
+    return REPO_ROOT / "data"
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def expected_files(name: str, train: bool, root: str | os.PathLike | None = None) -> list[Path]:
+    """The files torchvision reads for one split of `name`."""
+    spec = dataset_spec(name)
+    files = spec.train_files if train else spec.test_files
+    return [data_root(root) / spec.folder / f for f in files]
+
+
+def _torchvision_root(name: str, root: Path) -> Path:
+    # SVHN reads its .mat files straight from the root it is given; the others add their own folder.
+    return root / "SVHN" if name == "svhn" else root
+
+
+def _not_found(name: str, train: bool, root: Path, reason: str) -> DatasetNotFoundError:
+    files = "\n".join(f"  {p}" for p in expected_files(name, train, root))
+    return DatasetNotFoundError(
+        f"{name} ({'train' if train else 'test'} split) is not usable in {root}: {reason}\n"
+        f"torchvision reads these files:\n{files}\n"
+        f"Supply them in one of two ways:\n"
+        f"  1. with a network, rerun with download=True (the default) and torchvision fetches them into {root};\n"
+        f"     offline, copy torchvision's files for {name} into that folder (uncompressed, same names);\n"
+        f"  2. point grlib at a folder that already holds them: export GRLIB_DATA=/path/to/data or pass root=...\n"
+        f"(With neither set, grlib reads the repository's data/, or {SHARED_DATA} when only it holds the files.)"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cpu(name: str, train: bool, root: Path, download: bool) -> tuple[Tensor, Tensor]:
+    spec = dataset_spec(name)
+    missing = [p for p in expected_files(name, train, root) if not p.is_file()]
+    tv_root = _torchvision_root(name, root)
+    split = {"split": "train" if train else "test"} if name == "svhn" else {"train": train}
+    if name == "svhn":
+        try:
+            import scipy.io  # noqa: F401  (torchvision reads SVHN's .mat files with scipy)
+        except ImportError as e:
+            raise ImportError("SVHN needs scipy: pip install scipy (or pip install -e '.[svhn]')") from e
+    if missing:
+        if not download:
+            raise _not_found(name, train, root, f"missing {', '.join(p.name for p in missing)} (download=False)")
+        try:
+            spec.loader(str(tv_root), download=True, **split)
+        except Exception as e:  # torchvision raises URLError, RuntimeError, ... when offline
+            raise _not_found(name, train, root, f"missing {', '.join(p.name for p in missing)}, and the download failed ({e})") from e
+    try:
+        ds = spec.loader(str(tv_root), download=False, **split)
+    except Exception as e:
+        raise _not_found(name, train, root, f"the files exist but could not be read, so they may be corrupt ({e})") from e
+    return _as_uint8_nchw(name, ds)
+
+
+def _as_uint8_nchw(name: str, ds) -> tuple[Tensor, Tensor]:
+    if name in ("mnist", "fashion-mnist"):
+        x = ds.data.unsqueeze(1)  # N×28×28 -> N×1×28×28
+        y = ds.targets
+    elif name == "svhn":
+        x = torch.as_tensor(ds.data)  # already N×3×32×32
+        y = torch.as_tensor(ds.labels)
+    else:
+        x = torch.as_tensor(ds.data).permute(0, 3, 1, 2)  # N×32×32×3 -> N×3×32×32
+        y = torch.as_tensor(ds.targets)
+    return x.contiguous().to(torch.uint8), y.to(torch.int64)
+
+
+def load(name: str, train: bool = True, root: str | os.PathLike | None = None,
+         device: torch.device | str = "cpu", download: bool = True) -> tuple[Tensor, Tensor]:
+    """Images (uint8, N×C×H×W) and labels (int64) of one split, on `device`."""
+    x, y = _load_cpu(name, train, find_root(name, train, root), download)
+    return x.to(device), y.to(device)
+
+
+def to_float(x: Tensor) -> Tensor:
+    """uint8 pixels in 0..255 -> float in [0, 1]."""
+    return x.float().div_(255.0)
+
+
+@dataclass
+class Task:
+    """One task of a stream: its classes and its train/test tensors (uint8 images on the device)."""
+    name: str
+    classes: tuple[int, ...]
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+
+
+@dataclass
+class TaskStream:
+    """An ordered list of tasks and the scenario they are evaluated in."""
+    name: str
+    scenario: str
+    tasks: list[Task]
+    n_classes: int
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {self.scenario!r}; choose one of {', '.join(SCENARIOS)}")
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __getitem__(self, t: int) -> Task:
+        return self.tasks[t]
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.tasks[0].train_x.shape[1:])
+
+    def classes_up_to(self, t: int) -> tuple[int, ...]:
+        """Every class of tasks 0..t, in order of first appearance."""
+        return tuple(dict.fromkeys(c for task in self.tasks[: t + 1] for c in task.classes))
+
+
+def class_groups(n_classes: int, first: int, per_task: int, order_seed: int | None = None) -> list[list[int]]:
+    """Split classes into tasks: `first` classes, then `per_task` each (e.g. 50 + 5×10 on CIFAR-100)."""
+    if first <= 0 or per_task <= 0 or (n_classes - first) % per_task:
+        raise ValueError(f"cannot split {n_classes} classes into a first task of {first} and tasks of {per_task}")
+    order = list(range(n_classes))
+    if order_seed is not None:
+        order = torch.randperm(n_classes, generator=torch.Generator().manual_seed(order_seed)).tolist()
+    sizes = [first] + [per_task] * ((n_classes - first) // per_task)
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [order[s:s + n] for s, n in zip(starts, sizes)]
+
+
+def split_stream(dataset: str = "mnist", groups: Sequence[Sequence[int]] | None = None,
+                 scenario: str = "class", root: str | os.PathLike | None = None,
+                 device: torch.device | str = "cpu") -> TaskStream:
+    """Class-split tasks: Split-MNIST (5×2 classes) by default, or any list of class groups."""
+    n_classes = dataset_spec(dataset).n_classes
+    groups = [list(g) for g in (groups if groups is not None else class_groups(n_classes, 2, 2))]
+    flat = [c for g in groups for c in g]
+    if not all(groups) or len(set(flat)) != len(flat) or not all(0 <= c < n_classes for c in flat):
+        raise ValueError(f"class groups must be non-empty, disjoint and within 0..{n_classes - 1}; got {groups}")
+    train_x, train_y = load(dataset, True, root, device)
+    test_x, test_y = load(dataset, False, root, device)
+    tasks = []
+    for g in groups:
+        keep = torch.as_tensor(g, device=train_y.device)
+        tr, te = torch.isin(train_y, keep), torch.isin(test_y, keep)
+        tasks.append(Task("/".join(map(str, g)), tuple(g), train_x[tr], train_y[tr], test_x[te], test_y[te]))
+    name = f"split-{dataset}"
+    return TaskStream(name, scenario, tasks, n_classes, {"stream": name, "groups": groups, "scenario": scenario})
+
+
+def permuted_stream(dataset: str = "mnist", n_tasks: int = 10, seed: int = 0,
+                    root: str | os.PathLike | None = None, device: torch.device | str = "cpu") -> TaskStream:
+    """Permuted-MNIST: every task is the whole dataset with its pixels shuffled by a fixed permutation.
+
+    Task 1 keeps the original order; one label space, so the scenario is domain-incremental."""
+    if n_tasks < 1:
+        raise ValueError(f"n_tasks must be at least 1, got {n_tasks}")
+    train_x, train_y = load(dataset, True, root, device)
+    test_x, test_y = load(dataset, False, root, device)
+    n_pixels, n_classes = train_x[0].numel(), dataset_spec(dataset).n_classes
+    gen = torch.Generator().manual_seed(seed)
+    tasks = []
+    for t in range(n_tasks):
+        perm = torch.arange(n_pixels) if t == 0 else torch.randperm(n_pixels, generator=gen)
+        perm = perm.to(train_x.device)
+
+        def permute(x: Tensor) -> Tensor:
+            return x.flatten(1)[:, perm].view_as(x)
+        tasks.append(Task(f"perm{t + 1}", tuple(range(n_classes)), permute(train_x), train_y, permute(test_x), test_y))
+    name = f"permuted-{dataset}"
+    return TaskStream(name, "domain", tasks, n_classes,
+                      {"stream": name, "n_tasks": n_tasks, "seed": seed})
+
+
+def batch_indices(n: int, batch_size: int, generator: torch.Generator, device: torch.device | str) -> Tensor:
+    """A random batch of indices into n samples, drawn on the device (no DataLoader, no workers)."""
+    return torch.randint(n, (min(batch_size, n),), generator=generator, device=device)

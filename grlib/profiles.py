@@ -1,0 +1,40 @@
+"""Budgets: smoke (tests, seconds), quick (a laptop CPU, minutes), full (a GPU, paper scale)."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Training budgets shared by the notebooks; a notebook's parameters cell picks one by name."""
+    name: str
+    iters: int          # solver Adam steps per Split-MNIST task
+    batch_size: int
+    lr: float
+    perm_tasks: int     # Permuted-MNIST: number of tasks
+    perm_iters: int     # ... and solver steps per task
+    perm_lr: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", iters=60, batch_size=128, lr=1e-3, perm_tasks=3, perm_iters=60, perm_lr=1e-3),
+    "quick": Profile("quick", iters=500, batch_size=128, lr=1e-3, perm_tasks=10, perm_iters=500, perm_lr=1e-3),
+    # van de Ven, Siegelmann & Tolias (2020): 2,000 steps a Split-MNIST task, 5,000 a Permuted-MNIST task.
+    "full": Profile("full", iters=2000, batch_size=128, lr=1e-3, perm_tasks=10, perm_iters=5000, perm_lr=1e-4),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """A profile by name; None means $GRLIB_PROFILE, else "auto" (full on CUDA, quick elsewhere)."""
+    name = name or os.environ.get("GRLIB_PROFILE") or "auto"
+    if name == "auto":
+        name = "full" if torch.cuda.is_available() else "quick"
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join([*PROFILES, 'auto'])}")
+    return PROFILES[name]

@@ -1,0 +1,55 @@
+"""Shared fixtures: small datasets in torchvision's on-disk formats, written by the tests themselves."""
+from __future__ import annotations
+
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write an IDX file (the MNIST format): magic (0, 0, dtype 0x08 = uint8, ndim), big-endian sizes, data."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def write_mnist_like(root: Path, folder: str, n_train: int = 60, n_test: int = 20, seed: int = 0) -> dict:
+    """A tiny MNIST-format dataset where image i is filled with (label * 20 + i % 7); returns the arrays."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        images = (labels[:, None, None] * 20 + (np.arange(n) % 7)[:, None, None]) * np.ones((1, 28, 28))
+        write_idx(root / folder / "raw" / f"{split}-images-idx3-ubyte", images)
+        write_idx(root / folder / "raw" / f"{split}-labels-idx1-ubyte", labels)
+        arrays[split] = (images.astype(np.uint8), labels)
+    return arrays
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path: Path) -> tuple[Path, dict]:
+    return tmp_path, write_mnist_like(tmp_path, "MNIST")
+
+
+def pickle_file(path: Path, obj) -> str:
+    """Pickle `obj` to `path`; returns the file's MD5 (torchvision checks it)."""
+    import hashlib
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(obj))
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_build(tmp_path_factory, monkeypatch):
+    """Unit tests write results and checkpoints to a fresh folder, never to the repository's build/."""
+    monkeypatch.setenv("GRLIB_BUILD", str(tmp_path_factory.mktemp("build")))
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)

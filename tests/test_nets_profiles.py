@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from grlib import nets, profiles
+
+
+def test_mlp_is_784_400_400_10():
+    mlp = nets.make_solver("mlp", (1, 28, 28), 10, device=torch.device("cpu"))
+    assert mlp(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    assert nets.count_parameters(mlp) == (784 * 400 + 400) + (400 * 400 + 400) + (400 * 10 + 10)
+
+
+def test_cnn_handles_mnist_and_cifar_shapes():
+    for shape, n in (((1, 28, 28), 10), ((3, 32, 32), 100)):
+        cnn = nets.make_solver("cnn", shape, n, device=torch.device("cpu"))
+        assert cnn(torch.rand(2, *shape)).shape == (2, n)
+
+
+def test_solvers_are_seeded_and_unknown_names_listed():
+    a = nets.make_solver("mlp", (1, 28, 28), 10, seed=3, device=torch.device("cpu"))
+    b = nets.make_solver("mlp", (1, 28, 28), 10, seed=3, device=torch.device("cpu"))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    with pytest.raises(ValueError, match="mlp, cnn"):
+        nets.make_solver("resnet", (1, 28, 28), 10)
+
+
+def test_device_rule_is_cpu_without_accelerators(monkeypatch):
+    nets.pick_device.cache_clear()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert nets.pick_device() == torch.device("cpu")
+    nets.pick_device.cache_clear()
+
+
+def test_profile_resolution(monkeypatch):
+    monkeypatch.delenv("GRLIB_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert profiles.get_profile().name == "quick"  # auto on a CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert profiles.get_profile("auto").name == "full"
+    monkeypatch.setenv("GRLIB_PROFILE", "smoke")
+    assert profiles.get_profile().name == "smoke"
+    assert profiles.get_profile("quick").name == "quick"  # an explicit name beats the environment
+    with pytest.raises(ValueError, match="smoke, quick, full, auto"):
+        profiles.get_profile("fast")
+
+
+def test_profiles_grow_with_budget():
+    smoke, quick, full = (profiles.PROFILES[n] for n in ("smoke", "quick", "full"))
+    assert smoke.iters < quick.iters < full.iters
