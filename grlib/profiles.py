@@ -17,16 +17,21 @@ class Profile:
     perm_tasks: int     # Permuted-MNIST: number of tasks
     perm_iters: int     # ... and solver steps per task
     perm_lr: float
+    buffer_sizes: tuple[int, ...]  # experience replay: the sweep of stored samples (notebook 02)
+    fisher_samples: int            # EWC: images used to estimate the Fisher information after each task
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", iters=60, batch_size=128, lr=1e-3, perm_tasks=3, perm_iters=60, perm_lr=1e-3),
-    "quick": Profile("quick", iters=500, batch_size=128, lr=1e-3, perm_tasks=10, perm_iters=500, perm_lr=1e-3),
+    "smoke": Profile("smoke", iters=60, batch_size=128, lr=1e-3, perm_tasks=3, perm_iters=60, perm_lr=1e-3,
+                     buffer_sizes=(100, 1000), fisher_samples=200),
+    "quick": Profile("quick", iters=500, batch_size=128, lr=1e-3, perm_tasks=10, perm_iters=500, perm_lr=1e-3,
+                     buffer_sizes=(100, 200, 500, 1000, 2000, 5000), fisher_samples=500),
     # van de Ven, Siegelmann & Tolias (2020): 2,000 steps a Split-MNIST task, 5,000 a Permuted-MNIST task.
-    "full": Profile("full", iters=2000, batch_size=128, lr=1e-3, perm_tasks=10, perm_iters=5000, perm_lr=1e-4),
+    "full": Profile("full", iters=2000, batch_size=128, lr=1e-3, perm_tasks=10, perm_iters=5000, perm_lr=1e-4,
+                    buffer_sizes=(100, 200, 500, 1000, 2000, 5000, 10000), fisher_samples=1000),
 }
 
 

@@ -15,7 +15,8 @@ from grlib import course
 def write_notebook(path: Path, *sources: str) -> None:
     cells = [nbformat.v4.new_code_cell("profile = None", metadata={"tags": ["parameters"]})]
     cells += [nbformat.v4.new_code_cell(s) for s in sources]
-    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), path)
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel}), path)
 
 
 def test_unknown_notebook_is_an_error_listing_the_names():

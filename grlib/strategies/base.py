@@ -1,4 +1,4 @@
-"""Continual-learning methods behind one small interface (`Strategy`); each notebook adds its own."""
+"""The interface every method shares (`Strategy`), fine-tuning and joint training (notebook 01)."""
 from __future__ import annotations
 
 import torch
@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .continual import scenario_logits
-from .data import TaskStream, batch_indices, to_float
+from ..continual import scenario_logits
+from ..data import TaskStream, batch_indices, to_float
 
 
 class Strategy:
@@ -46,14 +46,14 @@ class Strategy:
     def learn(self, stream: TaskStream, t: int, progress: bool = True) -> list[float]:
         """Train on task t; returns the loss of every step."""
         torch.manual_seed(self.seed * 1000 + t)  # each task reproducible on its own, so cached runs resume exactly
-        gen = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + t)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + t)
         self.before_task(stream, t)
         x_all, y_all = self.training_data(stream, t)
         optimizer = torch.optim.Adam(self.solver.parameters(), lr=self.lr)
         losses = []
         for _ in tqdm(range(self.iters), desc=f"{self.name} task {t + 1}/{len(stream)}", disable=not progress,
                       leave=False):
-            idx = batch_indices(len(y_all), self.batch_size, gen, self.device)
+            idx = batch_indices(len(y_all), self.batch_size, self.generator, self.device)
             loss = self.loss(to_float(x_all[idx]), y_all[idx], stream, t)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,0 +1,77 @@
+"""WGAN-GP: the gradient penalty's maths, shapes, a tiny training run, and divergence errors."""
+import pytest
+import torch
+from torch import nn
+
+from grlib import gan
+
+
+class Linear(nn.Module):
+    """D(x) = w·x, whose gradient is w everywhere."""
+    def __init__(self, w: torch.Tensor):
+        super().__init__()
+        self.w = nn.Parameter(w)
+
+    def forward(self, x):
+        return (x.flatten(1) * self.w).sum(1)
+
+
+def test_gradient_penalty_of_a_linear_critic_is_norm_minus_one_squared():
+    w = torch.full((1 * 4 * 4,), 0.5)  # ‖w‖ = 0.5 · 4 = 2
+    real, fake = torch.rand(8, 1, 4, 4), torch.rand(8, 1, 4, 4)
+    assert torch.allclose(gan.gradient_penalty(Linear(w), real, fake), torch.tensor((2.0 - 1) ** 2))
+    unit = torch.zeros(16)
+    unit[3] = 1.0
+    assert gan.gradient_penalty(Linear(unit), real, fake).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_gradient_penalty_is_differentiable_in_the_critic():
+    critic = Linear(torch.full((16,), 0.5))
+    gan.gradient_penalty(critic, torch.rand(4, 1, 4, 4), torch.rand(4, 1, 4, 4)).backward()
+    # d/dw (‖w‖ − 1)² = 2(‖w‖ − 1) w / ‖w‖ = 2 · 1 · 0.5 / 2 = 0.5 in every coordinate
+    assert torch.allclose(critic.w.grad, torch.full((16,), 0.5))
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_shapes_and_range(shape):
+    model = gan.WGANGP(shape, z_dim=8, width=8)
+    images = model.sample(5)
+    assert images.shape == (5, *shape) and images.min() >= 0 and images.max() <= 1
+    assert model.critic(images).shape == (5,)
+
+
+def test_unsupported_size_is_an_error():
+    with pytest.raises(ValueError, match="28×28 or 32×32"):
+        gan.Generator((1, 64, 64))
+
+
+def half_white(n: int) -> torch.Tensor:
+    x = torch.zeros(n, 1, 28, 28)
+    x[..., :14] = 1.0
+    return x
+
+
+def test_training_moves_samples_towards_the_data():
+    torch.manual_seed(0)
+    model = gan.WGANGP((1, 28, 28), z_dim=8, width=8, lr=1e-3, critic_steps=2)
+    before = model.sample(64)
+    history = model.train(half_white, iters=80, batch_size=16, progress=False)
+    after = model.sample(64)
+    contrast = lambda x: float(x[..., :14].mean() - x[..., 14:].mean())  # noqa: E731
+    assert abs(contrast(before)) < 0.1 and contrast(after) > 0.4
+    assert len(history["wasserstein"]) == 80 and all(len(v) == 80 for v in history.values())
+
+
+def test_nan_data_stops_training_with_a_clear_error():
+    model = gan.WGANGP((1, 28, 28), z_dim=8, width=8)
+    with pytest.raises(gan.TrainingDivergedError, match="diverged at generator step 0"):
+        model.train(lambda n: torch.full((n, 1, 28, 28), float("nan")), iters=3, batch_size=4, progress=False)
+
+
+def test_state_round_trip():
+    a, b = gan.WGANGP(z_dim=8, width=8, seed=0), gan.WGANGP(z_dim=8, width=8, seed=1)
+    b.load_state_dict(a.state_dict())
+    torch.manual_seed(3)
+    x = a.sample(4)
+    torch.manual_seed(3)
+    assert torch.equal(x, b.sample(4))

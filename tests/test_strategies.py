@@ -1,0 +1,121 @@
+"""ER, EWC and SI on the synthetic stream of test_continual, and the Fisher information against a plain loop."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from grlib import continual, nets, strategies
+from grlib.memory import ClassBalancedBuffer, ReservoirBuffer
+from test_continual import Untrainable, small_solver, synthetic_stream
+
+KW = dict(iters=150, batch_size=32, lr=1e-2)
+
+
+def run(strategy, stream=None, cache=False):
+    return continual.run(strategy, stream or synthetic_stream(), cache=cache, progress=False)
+
+
+def test_er_remembers_what_finetuning_forgets():
+    finetune = run(strategies.Finetune(small_solver(), **KW))
+    for buffer in (ClassBalancedBuffer(20, n_classes=4), ReservoirBuffer(20)):
+        er = run(strategies.ER(small_solver(), buffer, **KW))
+        assert er.R[1][0] > 80 > finetune.R[1][0] + 50
+        assert len(buffer) == 20
+
+
+def test_er_loss_weights_new_by_one_over_t():
+    stream = synthetic_stream()
+    er = strategies.ER(small_solver(), ReservoirBuffer(8), new_task_weight="1/t", **KW)
+    er.buffer.add(stream[0].train_x, stream[0].train_y, torch.Generator().manual_seed(0))
+    x, y = stream[1].train_x[:4].float() / 255, stream[1].train_y[:4]
+    er.generator = torch.Generator().manual_seed(5)
+    loss = er.loss(x, y, stream, t=2)  # the third task: w = 1/3
+    x_old, y_old = er.buffer.sample(er.batch_size, torch.Generator().manual_seed(5))
+    logits = er.solver(torch.cat([x, x_old.float() / 255]))
+    expected = F.cross_entropy(logits[:4], y) / 3 + F.cross_entropy(logits[4:], y_old) * 2 / 3
+    assert torch.allclose(loss, expected)
+    with pytest.raises(ValueError, match="'equal' or '1/t'"):
+        strategies.ER(small_solver(), ReservoirBuffer(8), new_task_weight="more")
+
+
+def test_fisher_diagonal_matches_per_sample_gradients():
+    torch.manual_seed(0)
+    solver = nets.MLP((1, 4, 4), hidden=(8,), n_classes=3)
+    x = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
+    fisher = strategies.fisher_diagonal(solver, x, torch.Generator().manual_seed(0), chunk=7)
+    gen, expected = torch.Generator().manual_seed(0), {n: torch.zeros_like(p) for n, p in solver.named_parameters()}
+    for i in range(0, 20, 7):  # the same sampled labels, one backward pass per image
+        images = x[i:i + 7].float() / 255
+        labels = torch.multinomial(torch.softmax(solver(images), -1), 1, generator=gen).squeeze(1)
+        for image, label in zip(images, labels):
+            solver.zero_grad()
+            F.cross_entropy(solver(image[None]), label[None]).backward()
+            for n, p in solver.named_parameters():
+                expected[n] += p.grad ** 2 / 20
+    assert all(torch.allclose(fisher[n], expected[n], atol=1e-7) for n in fisher)
+
+
+@pytest.mark.parametrize("make", [lambda s, strength: strategies.EWC(s, strength=1e6 * strength, **KW),
+                                  lambda s, strength: strategies.SI(s, strength=1e2 * strength, **KW)],
+                         ids=["ewc", "si"])
+def test_a_strong_penalty_holds_the_important_weights_near_the_anchor(make):
+    """Σ_i importance_i (θ_i − θ*_i)² after task 2: tiny with the penalty, not without it."""
+    stream = synthetic_stream()
+    moved = {}
+    for strength in (0, 1):
+        strategy = make(small_solver(), strength)
+        strategy.learn(stream, 0, progress=False)  # identical for both: no penalty on the first task
+        anchor = {n: p.detach().clone() for n, p in strategy.solver.named_parameters()}
+        importance = {n: v.clone() for n, v in getattr(strategy, "fisher", getattr(strategy, "importance", {})).items()}
+        strategy.learn(stream, 1, progress=False)
+        moved[strength] = sum(float((importance[n] * (p.detach() - anchor[n]) ** 2).sum())
+                              for n, p in strategy.solver.named_parameters())
+    assert moved[1] < 0.05 * moved[0]
+
+
+def test_ewc_penalty_is_the_formula():
+    stream = synthetic_stream()
+    ewc = strategies.EWC(small_solver(), strength=10.0, **KW)
+    ewc.learn(stream, 0, progress=False)
+    assert all((f >= 0).all() for f in ewc.fisher.values()) and sum(f.sum() for f in ewc.fisher.values()) > 0
+    with torch.no_grad():
+        for p in ewc.solver.parameters():
+            p.add_(0.01)
+    x, y = stream[1].train_x[:8].float() / 255, stream[1].train_y[:8]
+    ce = F.cross_entropy(ewc.solver(x), y)
+    penalty = sum((ewc.fisher[n] * 0.01 ** 2).sum() for n, _ in ewc.solver.named_parameters())
+    assert torch.allclose(ewc.loss(x, y, stream, 1), ce + 10.0 / 2 * penalty, rtol=1e-4)
+
+
+def test_si_importance_grows_on_weights_that_reduced_the_loss():
+    stream = synthetic_stream()
+    si = strategies.SI(small_solver(), strength=1.0, **KW)
+    si.learn(stream, 0, progress=False)
+    total = sum(float(o.sum()) for o in si.importance.values())
+    assert total > 0  # learning task 1 lowered its loss: positive path integral
+    first_layer = si.importance["net.1.weight"]
+    assert first_layer[:, 0:4].abs().sum() > 0  # the weights reading the class pixels of task 1 matter
+
+
+@pytest.mark.parametrize("make", [lambda s: strategies.EWC(s, strength=100.0, **KW),
+                                  lambda s: strategies.SI(s, strength=1.0, **KW),
+                                  lambda s: strategies.ER(s, ClassBalancedBuffer(8, 4), **KW)], ids=["ewc", "si", "er"])
+def test_strategies_resume_from_the_cache(make):
+    stream = synthetic_stream()
+    first = run(make(small_solver()), stream, cache=True)
+    resumed = make(small_solver(seed=3))
+    resumed.learn = Untrainable.learn.__get__(resumed)  # any training now would fail the test
+    assert run(resumed, stream, cache=True).R == first.R
+    continued = make(small_solver(seed=3))
+    continued.load_state_dict(resumed.state_dict())  # the loaded state is complete: task 2 again from it
+    assert continued.state_dict().keys() == first_state_keys(make)
+
+
+def first_state_keys(make):
+    return make(small_solver()).state_dict().keys()
+
+
+def test_bad_hyperparameters_are_errors():
+    with pytest.raises(ValueError, match="EWC"):
+        strategies.EWC(small_solver(), strength=-1)
+    with pytest.raises(ValueError, match="SI"):
+        strategies.SI(small_solver(), strength=1, damping=0)
