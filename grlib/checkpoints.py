@@ -6,6 +6,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -48,3 +49,13 @@ def load_checkpoint(path: Path, settings: dict) -> dict | None:
         warnings.warn(f"checkpoint {path} could not be used ({e}); moved it to {bad.name} and retraining.",
                       stacklevel=2)
         return None
+
+
+def cached(name: str, settings: dict, compute: Callable[[], dict]) -> dict:
+    """The state saved under `name` for these settings if there is one, else `compute()`, saved for next time."""
+    path = checkpoint_path(name, settings)
+    state = load_checkpoint(path, settings)
+    if state is None:
+        state = compute()
+        save_checkpoint(path, settings, state)
+    return state

@@ -70,6 +70,7 @@ class RunResult:
     first_seen: list[int] = field(default_factory=list)
     losses: list[list[float]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    trace: list[dict] = field(default_factory=list)  # with eval_every: {"task", "step", "accuracy"} while training
 
     @property
     def A_T(self) -> float:
@@ -108,29 +109,38 @@ def _first_seen(stream: TaskStream) -> list[int]:
     return [owner.get(c, len(stream)) for c in range(stream.n_classes)]
 
 
-def run(strategy, stream: TaskStream, cache: bool = True, progress: bool = True) -> RunResult:
-    """Train `strategy` task by task on `stream`, evaluating on all tasks after each one.
+def run(strategy, stream: TaskStream, cache: bool = True, progress: bool = True,
+        eval_every: int | None = None) -> RunResult:
+    """Train `strategy` task by task on `stream`, evaluating on all tasks after each one
+    (and every `eval_every` steps within a task, into `result.trace`).
 
     With `cache`, the strategy's state after each task is saved under build/checkpoints/
     and reused by a later run with the same settings (so a crash loses at most one task)."""
     result = RunResult(strategy.name, stream.name, test_sizes=[len(task.test_y) for task in stream],
                        first_seen=_first_seen(stream))
     for t in range(len(stream)):
-        settings = {**strategy.settings(), **stream.settings, "task": t}
+        settings = {**strategy.settings(), **stream.settings, "task": t, "eval_every": eval_every}
         path = checkpoint_path(f"{strategy.name}-{stream.name}-task{t + 1}", settings)
         saved = load_checkpoint(path, settings) if cache else None
         if saved is not None:
             strategy.load_state_dict(saved["strategy"])
-            losses, seconds = saved["losses"], saved["seconds"]
+            losses, seconds, trace = saved["losses"], saved["seconds"], saved["trace"]
         else:
+            trace = []
+
+            def monitor(step: int) -> None:
+                if eval_every and step % eval_every == 0:
+                    trace.append({"task": t, "step": step, "accuracy": evaluate(strategy.solver, stream)[0]})
             start = time.perf_counter()
-            losses = strategy.learn(stream, t, progress=progress)
+            losses = strategy.learn(stream, t, progress=progress, monitor=monitor if eval_every else None)
             seconds = time.perf_counter() - start
             if cache:
-                save_checkpoint(path, settings, {"strategy": strategy.state_dict(), "losses": losses, "seconds": seconds})
+                save_checkpoint(path, settings, {"strategy": strategy.state_dict(), "losses": losses,
+                                                 "seconds": seconds, "trace": trace})
         task_acc, class_acc = evaluate(strategy.solver, stream)
         result.R.append(task_acc)
         result.class_acc.append(class_acc)
         result.losses.append(losses)
         result.seconds.append(seconds)
+        result.trace += trace
     return result

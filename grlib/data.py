@@ -243,6 +243,30 @@ def permuted_stream(dataset: str = "mnist", n_tasks: int = 10, seed: int = 0,
                       {"stream": name, "n_tasks": n_tasks, "seed": seed})
 
 
+def _as_rgb32(x: Tensor) -> Tensor:
+    """1×28×28 greyscale -> 3×32×32: pad two pixels a side and repeat the channel (MNIST beside SVHN)."""
+    return torch.nn.functional.pad(x, (2, 2, 2, 2)).expand(-1, 3, -1, -1).contiguous()
+
+
+def domain_stream(datasets: Sequence[str] = ("mnist", "fashion-mnist"), root: str | os.PathLike | None = None,
+                  device: torch.device | str = "cpu") -> TaskStream:
+    """One task per dataset, all sharing one label space (domain-IL), as in the DGR paper's MNIST→SVHN.
+
+    Greyscale 28×28 datasets beside colour 32×32 ones are padded to 32×32 and given three channels."""
+    loaded = [(name, load(name, True, root, device), load(name, False, root, device)) for name in datasets]
+    colour = any(train[0].shape[1] == 3 for _, train, _ in loaded)
+    tasks = []
+    for name, (train_x, train_y), (test_x, test_y) in loaded:
+        if colour and train_x.shape[1] == 1:
+            train_x, test_x = _as_rgb32(train_x), _as_rgb32(test_x)
+        n_classes = dataset_spec(name).n_classes
+        tasks.append(Task(name, tuple(range(n_classes)), train_x, train_y, test_x, test_y))
+    if len({task.classes for task in tasks}) != 1:
+        raise ValueError(f"a domain stream needs one label space; {', '.join(datasets)} differ in their classes")
+    stream_name = "→".join(datasets)
+    return TaskStream(stream_name, "domain", tasks, len(tasks[0].classes), {"stream": stream_name})
+
+
 def batch_indices(n: int, batch_size: int, generator: torch.Generator, device: torch.device | str) -> Tensor:
     """A random batch of indices into n samples, drawn on the device (no DataLoader, no workers)."""
     return torch.randint(n, (min(batch_size, n),), generator=generator, device=device)

@@ -133,3 +133,22 @@ class WGANGP:
         self.critic.load_state_dict(state["critic"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+
+
+def train_with_snapshots(wgan: WGANGP, sample_real: Callable[[int], Tensor], iters: int, batch_size: int = 64,
+                         n_snapshots: int = 5, seed: int = 0, progress: bool = True) -> dict:
+    """Train `wgan`, drawing the same 64 latent vectors at `n_snapshots` points; returns its state, the loss
+    history and the snapshots {step: images in [0, 1]} (notebook 03)."""
+    fixed_z = torch.randn(64, wgan.z_dim, generator=torch.Generator().manual_seed(seed)).to(wgan.device)
+    history: dict[str, list[float]] = {"critic_loss": [], "generator_loss": [], "wasserstein": []}
+    snapshots = {}
+    every = max(1, iters // n_snapshots)
+    for start in range(0, iters, every):
+        chunk = wgan.train(sample_real, min(every, iters - start), batch_size, progress=progress)
+        for key in history:
+            history[key] += chunk[key]
+        wgan.generator.eval()
+        with torch.no_grad():
+            snapshots[start + len(chunk["wasserstein"])] = (wgan.generator(fixed_z) + 1) / 2
+        wgan.generator.train()
+    return {"wgan": wgan.state_dict(), "history": history, "snapshots": snapshots}

@@ -87,7 +87,7 @@ def test_runs_are_deterministic():
 
 
 class Untrainable(Finetune):
-    def learn(self, stream, t, progress=True):
+    def learn(self, stream, t, progress=True, monitor=None):
         raise AssertionError("should have been loaded from the cache")
 
 
@@ -116,3 +116,12 @@ def test_changed_settings_do_not_reuse_the_cache():
 def test_bad_hyperparameters_fail_before_training():
     with pytest.raises(ValueError, match="positive"):
         Finetune(small_solver(), iters=0)
+
+
+def test_eval_every_traces_accuracy_during_training_and_survives_the_cache():
+    stream = synthetic_stream()
+    first = continual.run(Finetune(small_solver(), iters=40, batch_size=8), stream, progress=False, eval_every=10)
+    assert [(p["task"], p["step"]) for p in first.trace] == [(t, s) for t in (0, 1) for s in (0, 10, 20, 30)]
+    assert first.trace[0]["accuracy"] != first.trace[3]["accuracy"]  # it learned in between
+    again = continual.run(Untrainable(small_solver(), iters=40, batch_size=8), stream, progress=False, eval_every=10)
+    assert again.trace == first.trace

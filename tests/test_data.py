@@ -195,3 +195,28 @@ def test_without_root_or_env_a_shared_copy_beside_the_clone_is_found(tmp_path, m
     assert data.find_root("mnist", True) == tmp_path / "repo" / "data"  # the repo's own copy wins
     monkeypatch.setenv("GRLIB_DATA", str(tmp_path / "elsewhere"))
     assert data.find_root("mnist", True) == tmp_path / "elsewhere"
+
+
+def test_domain_stream_shares_one_label_space_and_pads_grey_to_colour(tmp_path, monkeypatch):
+    import hashlib
+
+    import scipy.io
+    write_mnist_like(tmp_path, "MNIST")
+    write_mnist_like(tmp_path, "FashionMNIST", seed=4)
+    grey = data.domain_stream(["mnist", "fashion-mnist"], root=tmp_path)
+    assert grey.scenario == "domain" and [t.name for t in grey] == ["mnist", "fashion-mnist"]
+    assert grey.image_shape == (1, 28, 28) and grey[0].classes == grey[1].classes == tuple(range(10))
+
+    images = np.zeros((32, 32, 3, 3), dtype=np.uint8)
+    for split in ("train", "test"):
+        path = tmp_path / "SVHN" / f"{split}_32x32.mat"
+        path.parent.mkdir(exist_ok=True)
+        scipy.io.savemat(path, {"X": images, "y": np.array([[1], [2], [10]], dtype=np.uint8)})
+        md5 = hashlib.md5(path.read_bytes()).hexdigest()
+        monkeypatch.setitem(torchvision.datasets.SVHN.split_list, split, ["", f"{split}_32x32.mat", md5])
+    colour = data.domain_stream(["mnist", "svhn"], root=tmp_path)
+    assert colour.image_shape == (3, 32, 32) and colour[1].train_x.shape == (3, 3, 32, 32)
+    mnist_x, _ = data.load("mnist", root=tmp_path)
+    padded = colour[0].train_x
+    assert torch.equal(padded[:, 0, 2:30, 2:30], mnist_x[:, 0]) and torch.equal(padded[:, 0], padded[:, 2])
+    assert padded[:, :, :2].sum() == 0  # the border is black

@@ -27,7 +27,7 @@ def test_er_loss_weights_new_by_one_over_t():
     er = strategies.ER(small_solver(), ReservoirBuffer(8), new_task_weight="1/t", **KW)
     er.buffer.add(stream[0].train_x, stream[0].train_y, torch.Generator().manual_seed(0))
     x, y = stream[1].train_x[:4].float() / 255, stream[1].train_y[:4]
-    er.generator = torch.Generator().manual_seed(5)
+    er.rng = torch.Generator().manual_seed(5)
     loss = er.loss(x, y, stream, t=2)  # the third task: w = 1/3
     x_old, y_old = er.buffer.sample(er.batch_size, torch.Generator().manual_seed(5))
     logits = er.solver(torch.cat([x, x_old.float() / 255]))

@@ -1,6 +1,8 @@
 """The interface every method shares (`Strategy`), fine-tuning and joint training (notebook 01)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -24,6 +26,8 @@ class Strategy:
             raise ValueError(f"iters and batch_size must be positive and lr > 0; got {iters}, {batch_size}, {lr}")
         self.solver, self.iters, self.batch_size, self.lr, self.seed = solver, iters, batch_size, lr, seed
         self.device = next(solver.parameters()).device
+        self.rng = torch.Generator(device=self.device).manual_seed(seed)  # reseeded per task in `learn`
+        self.progress = True
 
     def settings(self) -> dict:
         """Everything that changes what is learned: the cache key of `grlib.continual.run`."""
@@ -43,17 +47,21 @@ class Strategy:
 
     def after_task(self, stream: TaskStream, t: int) -> None: ...
 
-    def learn(self, stream: TaskStream, t: int, progress: bool = True) -> list[float]:
-        """Train on task t; returns the loss of every step."""
+    def learn(self, stream: TaskStream, t: int, progress: bool = True,
+              monitor: Callable[[int], None] | None = None) -> list[float]:
+        """Train on task t; returns the loss of every step. `monitor(step)` is called before each step."""
         torch.manual_seed(self.seed * 1000 + t)  # each task reproducible on its own, so cached runs resume exactly
-        self.generator = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + t)
+        self.rng = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + t)
+        self.progress = progress
         self.before_task(stream, t)
         x_all, y_all = self.training_data(stream, t)
         optimizer = torch.optim.Adam(self.solver.parameters(), lr=self.lr)
         losses = []
-        for _ in tqdm(range(self.iters), desc=f"{self.name} task {t + 1}/{len(stream)}", disable=not progress,
-                      leave=False):
-            idx = batch_indices(len(y_all), self.batch_size, self.generator, self.device)
+        for step in tqdm(range(self.iters), desc=f"{self.name} task {t + 1}/{len(stream)}", disable=not progress,
+                         leave=False):
+            if monitor is not None:
+                monitor(step)
+            idx = batch_indices(len(y_all), self.batch_size, self.rng, self.device)
             loss = self.loss(to_float(x_all[idx]), y_all[idx], stream, t)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

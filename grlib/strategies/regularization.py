@@ -56,8 +56,8 @@ class EWC(Strategy):
 
     def after_task(self, stream: TaskStream, t: int) -> None:
         task = stream[t]
-        idx = torch.randperm(len(task.train_y), generator=self.generator, device=self.device)[: self.fisher_samples]
-        new = fisher_diagonal(self.solver, task.train_x[idx], self.generator)
+        idx = torch.randperm(len(task.train_y), generator=self.rng, device=self.device)[: self.fisher_samples]
+        new = fisher_diagonal(self.solver, task.train_x[idx], self.rng)
         # online EWC: F̃ ← γ F̃ + F_t, one penalty anchored at the latest weights
         self.fisher = {n: self.decay * self.fisher.get(n, 0) + f for n, f in new.items()}
         self.anchor = {n: p.detach().clone() for n, p in self.solver.named_parameters()}

@@ -28,7 +28,7 @@ class ER(Strategy):
     def loss(self, x: Tensor, y: Tensor, stream: TaskStream, t: int) -> Tensor:
         if len(self.buffer) == 0:
             return super().loss(x, y, stream, t)
-        x_old, y_old = self.buffer.sample(self.batch_size, self.generator)
+        x_old, y_old = self.buffer.sample(self.batch_size, self.rng)
         logits = scenario_logits(self.solver(torch.cat([x, to_float(x_old)])), torch.cat([y, y_old]), stream)
         new_loss = F.cross_entropy(logits[: len(y)], y)
         replay_loss = F.cross_entropy(logits[len(y):], y_old)
@@ -36,7 +36,7 @@ class ER(Strategy):
         return w * new_loss + (1 - w) * replay_loss  # L = w·L_new + (1 − w)·L_replay
 
     def after_task(self, stream: TaskStream, t: int) -> None:
-        self.buffer.add(stream[t].train_x, stream[t].train_y, self.generator)
+        self.buffer.add(stream[t].train_x, stream[t].train_y, self.rng)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "buffer": self.buffer.state_dict()}

@@ -1,0 +1,84 @@
+"""Generative replay's mechanics, with a stand-in generator that replays what it was shown."""
+import torch
+
+from grlib import continual
+from grlib.strategies import DGR, Finetune
+from grlib.strategies.generative import balanced_indices, to_uint8
+from test_continual import small_solver, synthetic_stream
+
+KW = dict(iters=150, batch_size=32, lr=1e-2)
+
+
+class Memorizer:
+    """A 'perfect' generator: samples uniformly from every image it was trained on; records what it saw."""
+    settings = {"kind": "memorizer"}
+
+    def __init__(self):
+        self.seen: list[torch.Tensor] = []
+        self.batches: list[torch.Tensor] = []
+
+    def train(self, sample_real, iters, batch_size, progress=True, desc=""):
+        for _ in range(iters):
+            batch = sample_real(batch_size)
+            self.batches.append(batch)
+            self.seen.append(batch)
+        return {"critic_loss": [0.0] * iters, "generator_loss": [0.0] * iters, "wasserstein": [0.0] * iters}
+
+    def sample(self, n):
+        pool = torch.cat(self.seen)
+        return pool[torch.randint(len(pool), (n,))]
+
+    def state_dict(self):
+        return {"seen": torch.cat(self.seen)}
+
+    def load_state_dict(self, state):
+        self.seen = [state["seen"]]
+
+
+def test_replay_from_a_perfect_generator_prevents_forgetting():
+    stream = synthetic_stream()
+    dgr = DGR(small_solver(), Memorizer(), gen_iters=20, gen_batch_size=16, pool_size=200, **KW)
+    result = continual.run(dgr, stream, cache=False, progress=False)
+    finetune = continual.run(Finetune(small_solver(), **KW), stream, cache=False, progress=False)
+    assert result.R[1][0] > 90 and finetune.R[1][0] < 20
+    assert len(dgr.generator_history) == 2 and len(dgr.pool_label_counts) == 1
+    assert sum(dgr.pool_label_counts[0]) == 200 and dgr.pool_label_counts[0][2:] == [0, 0]  # only old classes
+
+
+def test_generator_learns_one_part_real_to_t_parts_replay():
+    stream = synthetic_stream()
+    gen = Memorizer()
+    dgr = DGR(small_solver(), gen, gen_iters=10, gen_batch_size=20, pool_size=100, **KW)
+    dgr.learn(stream, 0, progress=False)
+    assert all(len(b) == 20 for b in gen.batches)
+    first_task = len(gen.batches)
+    dgr.learn(stream, 1, progress=False)
+    # class c of the synthetic data lights pixel c: count which images in task 2's batches are task-1 images
+    from_pool = [int((b.flatten(1)[:, :2].max(1).values > 0.9).sum()) for b in gen.batches[first_task:]]
+    assert from_pool == [10] * 10  # second task: half of every batch replayed
+
+
+def test_soft_labels_distill_the_previous_solver():
+    stream = synthetic_stream()
+    dgr = DGR(small_solver(), Memorizer(), gen_iters=5, gen_batch_size=8, pool_size=50, soft_labels=True,
+              temperature=2.0, **KW)
+    dgr.learn(stream, 0, progress=False)
+    dgr.rng = torch.Generator().manual_seed(0)
+    dgr.before_task(stream, 1)
+    targets = dgr.pool["logits"]
+    assert targets.shape == (50, 4)
+    x, y = stream[1].train_x[:4].float() / 255, stream[1].train_y[:4]
+    with torch.no_grad():  # the solver still equals its teacher: the distillation term is zero, only r·L_new is left
+        loss_now = dgr.loss(x, y, stream, 1)
+        new_only = torch.nn.functional.cross_entropy(dgr.solver(x), y)
+    assert torch.allclose(loss_now, 0.5 * new_only, atol=1e-5)
+
+
+def test_balanced_indices_give_each_class_an_equal_share():
+    labels = torch.tensor([0] * 90 + [1] * 9 + [2] * 1)
+    idx = balanced_indices(labels, (0, 1, 2, 3), 30, torch.Generator().manual_seed(0))
+    assert torch.bincount(labels[idx]).tolist() == [10, 10, 10]  # class 3 never generated: nothing to draw
+
+
+def test_to_uint8_rounds_and_clamps():
+    assert to_uint8(torch.tensor([-0.2, 0.0, 0.5, 1.0, 1.3])).tolist() == [0, 0, 128, 255, 255]
