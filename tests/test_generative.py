@@ -82,3 +82,46 @@ def test_balanced_indices_give_each_class_an_equal_share():
 
 def test_to_uint8_rounds_and_clamps():
     assert to_uint8(torch.tensor([-0.2, 0.0, 0.5, 1.0, 1.3])).tolist() == [0, 0, 128, 255, 255]
+
+
+class ClassMemory:
+    """A stand-in diffusion model: returns remembered images of the requested classes; records the guidance."""
+    settings = {"kind": "class-memory"}
+
+    def __init__(self):
+        self.images, self.labels, self.calls = None, None, []
+
+    def train(self, sample_real, iters, batch_size, progress=True, desc=""):
+        return {"loss": [0.0] * iters}
+
+    def remember(self, x, y):
+        self.images, self.labels = x, y
+
+    def sample(self, n, steps=None, y=None, guide=None, scale=0.0):
+        self.calls.append({"n": n, "steps": steps, "guided": guide is not None, "scale": scale})
+        if y is None:
+            return self.images[torch.randint(len(self.images), (n,))]
+        return torch.stack([self.images[(self.labels == c).nonzero()[0, 0]] for c in y.tolist()])
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_ddgr_replays_every_old_class_equally_guided_and_labelled_by_its_target():
+    from grlib.strategies import DDGR
+    stream = synthetic_stream()
+    memory = ClassMemory()
+    memory.remember(torch.cat([t.train_x for t in stream]).float() / 255, torch.cat([t.train_y for t in stream]))
+    ddgr = DDGR(small_solver(), memory, gen_iters=3, pool_size=40, sample_steps=7, guidance_scale=2.5, **KW)
+    ddgr.learn(stream, 0, progress=False)
+    ddgr.rng = torch.Generator().manual_seed(0)
+    ddgr.before_task(stream, 1)
+    assert torch.bincount(ddgr.pool["y"]).tolist() == [20, 20]  # old classes 0 and 1, in equal numbers
+    assert any(c["guided"] and c["scale"] == 2.5 and c["steps"] == 7 for c in memory.calls)
+    assert ddgr.pool_label_counts[0][:2] == [20, 20]  # the old solver agrees with every target
+    result = continual.run(DDGR(small_solver(), memory, gen_iters=3, pool_size=40, **KW), stream,
+                           cache=False, progress=False)
+    assert result.R[1][0] > 90

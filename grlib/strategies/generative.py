@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import TaskStream, to_float
+from ..diffusion import solver_guide
 from .base import Strategy
 
 
@@ -35,7 +36,7 @@ class GenerativeReplay(Strategy):
     so each class keeps an equal share of both. Subclasses supply the generator (`train_generator`, `draw`)."""
 
     def __init__(self, solver: nn.Module, generator, gen_iters: int, pool_size: int = 10000,
-                 balance_replay: bool = True, soft_labels: bool = False, temperature: float = 2.0, **kwargs):
+                 balance_replay: bool = False, soft_labels: bool = False, temperature: float = 2.0, **kwargs):
         super().__init__(solver, **kwargs)
         if gen_iters < 1 or pool_size < 1 or temperature <= 0:
             raise ValueError(f"gen_iters and pool_size must be positive and temperature > 0; "
@@ -44,7 +45,7 @@ class GenerativeReplay(Strategy):
         self.balance_replay, self.soft_labels, self.temperature = balance_replay, soft_labels, temperature
         self.pool: dict[str, Tensor] | None = None
         self.generator_history: list[dict[str, list[float]]] = []
-        self.pool_label_counts: list[list[int]] = []  # replay labels per class, before balancing, for every task > 0
+        self.pool_label_counts: list[list[int]] = []  # the old solver's reading of each replay pool, per class
         self.samples: list[Tensor] = []  # 100 generated images (uint8) after each task
 
     def settings(self) -> dict:
@@ -53,25 +54,32 @@ class GenerativeReplay(Strategy):
                 "soft_labels": self.soft_labels, "temperature": self.temperature}
 
     def draw(self, n: int, stream: TaskStream, t: int) -> Tensor:
-        """n images in [0, 1] from the generator, replaying tasks 0..t-1."""
+        """n images in [0, 1] from the generator, replaying tasks 0..t-1 (for the sample grids)."""
+        raise NotImplementedError
+
+    def replay_pool(self, seen: list[int]) -> tuple[Tensor, Tensor]:
+        """`pool_size` replayed images in [0, 1] of the classes `seen`, and their labels."""
         raise NotImplementedError
 
     def train_generator(self, sample_real, stream: TaskStream, t: int) -> dict[str, list[float]]:
         raise NotImplementedError
 
     @torch.no_grad()
+    def old_solver_logits(self, x: Tensor) -> Tensor:
+        return torch.cat([self.solver(x[i:i + 1000]) for i in range(0, len(x), 1000)])
+
     def before_task(self, stream: TaskStream, t: int) -> None:
         if t == 0:
             self.pool = None
             return
         seen = list(stream.classes_up_to(t - 1))
-        x = torch.cat([self.draw(min(1000, self.pool_size - i), stream, t) for i in range(0, self.pool_size, 1000)])
-        logits = torch.cat([self.solver(x[i:i + 1000]) for i in range(0, len(x), 1000)])
-        y = torch.as_tensor(seen, device=x.device)[logits[:, seen].argmax(1)]  # labelled by the previous solver
-        self.pool_label_counts.append(torch.bincount(y, minlength=stream.n_classes).tolist())
-        keep = balanced_indices(y, tuple(seen), self.pool_size, self.rng) if self.balance_replay \
-            else torch.arange(len(y), device=y.device)
-        self.pool = {"x": to_uint8(x[keep]), "y": y[keep], "logits": logits[keep]}
+        self.solver.eval()
+        x, y = self.replay_pool(seen)
+        logits = self.old_solver_logits(x)
+        self.solver.train()
+        read = torch.as_tensor(seen, device=x.device)[logits[:, seen].argmax(1)]  # what the old solver sees
+        self.pool_label_counts.append(torch.bincount(read, minlength=stream.n_classes).tolist())
+        self.pool = {"x": to_uint8(x), "y": y, "logits": logits}
 
     def replay_batch(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
         idx = torch.randint(len(self.pool["y"]), (n,), generator=self.rng, device=self.device)
@@ -135,6 +143,49 @@ class DGR(GenerativeReplay):
     def draw(self, n: int, stream: TaskStream, t: int) -> Tensor:
         return self.generator.sample(n)
 
+    def replay_pool(self, seen: list[int]) -> tuple[Tensor, Tensor]:
+        """x̃ ~ G, labelled ỹ = argmax over the seen classes of the old solver S(x̃)."""
+        x = self.generator.sample(self.pool_size)
+        y = torch.as_tensor(seen, device=x.device)[self.old_solver_logits(x)[:, seen].argmax(1)]
+        if self.balance_replay:
+            keep = balanced_indices(y, tuple(seen), self.pool_size, self.rng)
+            x, y = x[keep], y[keep]
+        return x, y
+
     def train_generator(self, sample_real, stream: TaskStream, t: int) -> dict[str, list[float]]:
         return self.generator.train(sample_real, self.gen_iters, self.gen_batch_size, progress=self.progress,
                                     desc=f"WGAN-GP task {t + 1}/{len(stream)}")
+
+
+class DDGR(GenerativeReplay):
+    """Diffusion-based generative replay (Gao & Liu 2023): a DDPM (`grlib.diffusion.Diffusion`) replays the old
+    classes in equal numbers, each sample guided towards its class by the old solver and labelled with that class."""
+
+    name = "ddgr"
+
+    def __init__(self, solver: nn.Module, generator, gen_iters: int, gen_batch_size: int = 64,
+                 sample_steps: int = 20, guidance_scale: float = 1.0, **kwargs):
+        super().__init__(solver, generator, gen_iters, **kwargs)
+        if sample_steps < 1 or guidance_scale < 0:
+            raise ValueError(f"sample_steps must be ≥ 1 and guidance_scale ≥ 0; got {sample_steps}, {guidance_scale}")
+        self.gen_batch_size, self.sample_steps, self.guidance_scale = gen_batch_size, sample_steps, guidance_scale
+
+    def settings(self) -> dict:
+        return {**super().settings(), "gen_batch_size": self.gen_batch_size, "sample_steps": self.sample_steps,
+                "guidance_scale": self.guidance_scale}
+
+    def draw(self, n: int, stream: TaskStream, t: int) -> Tensor:
+        return self.generator.sample(n, steps=self.sample_steps)
+
+    def replay_pool(self, seen: list[int]) -> tuple[Tensor, Tensor]:
+        """For each seen class c, pool_size/|seen| DDIM samples guided towards c by the old solver, labelled c."""
+        y = torch.as_tensor(seen, device=self.device).repeat_interleave(self.pool_size // len(seen))
+        guide = solver_guide(self.solver)
+        x = torch.cat([self.generator.sample(len(y[i:i + 500]), steps=self.sample_steps, y=y[i:i + 500],
+                                             guide=guide, scale=self.guidance_scale)
+                       for i in range(0, len(y), 500)])
+        return x, y
+
+    def train_generator(self, sample_real, stream: TaskStream, t: int) -> dict[str, list[float]]:
+        return self.generator.train(sample_real, self.gen_iters, self.gen_batch_size, progress=self.progress,
+                                    desc=f"DDPM task {t + 1}/{len(stream)}")

@@ -1,0 +1,128 @@
+"""DDPM maths: schedules, the forward process, both parameterisations, DDIM determinism, samplers and guidance."""
+import pytest
+import torch
+from torch import nn
+
+from grlib import diffusion
+from grlib.gan import TrainingDivergedError
+
+
+def test_schedules():
+    betas = diffusion.linear_betas(1000)
+    assert betas[0].item() == pytest.approx(1e-4) and betas[-1].item() == pytest.approx(0.02)
+    alpha_bar = torch.cumprod(1 - diffusion.cosine_betas(1000), 0)
+    assert (alpha_bar[1:] < alpha_bar[:-1]).all() and alpha_bar[0] > 0.999 and alpha_bar[-1] < 1e-4
+
+
+def test_q_sample_is_the_closed_form_forward_process():
+    d = diffusion.Diffusion(diffusion.UNet(ch=8), T=100)
+    x0, eps = torch.rand(4, 1, 28, 28) * 2 - 1, torch.randn(4, 1, 28, 28)
+    t = torch.tensor([0, 10, 50, 99])
+    ab = torch.cumprod(1 - diffusion.linear_betas(100), 0).float()[t].view(-1, 1, 1, 1)
+    assert torch.allclose(d.q_sample(x0, t, eps), ab.sqrt() * x0 + (1 - ab).sqrt() * eps, atol=1e-6)
+    many = d.q_sample(torch.zeros(20000, 1, 1, 1), torch.full((20000,), 99), torch.randn(20000, 1, 1, 1))
+    assert many.std().item() == pytest.approx((1 - ab[-1]).sqrt().item(), rel=0.03)
+
+
+class Constant(nn.Module):
+    """A 'network' that always outputs the same tensor (an oracle denoiser for one image)."""
+    def __init__(self, value: torch.Tensor):
+        super().__init__()
+        self.value = value
+        self.image_shape, self.ch, self.class_emb = tuple(value.shape), 8, None
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, t, y=None):
+        return self.value.expand(len(x), *self.value.shape) + 0 * self.dummy
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0"])
+def test_loss_targets_the_chosen_parameterisation(prediction):
+    d = diffusion.Diffusion(diffusion.UNet(ch=8), T=50, prediction=prediction)
+    x0 = torch.rand(3, 1, 28, 28) * 2 - 1
+    torch.manual_seed(0)
+    loss = d.loss(x0)
+    torch.manual_seed(0)
+    t = torch.randint(0, 50, (3,))
+    eps = torch.randn_like(x0)
+    out = d.model(d.q_sample(x0, t, eps), t)
+    assert torch.allclose(loss, ((out - (eps if prediction == "eps" else x0)) ** 2).mean())
+
+
+def test_predict_converts_between_eps_and_x0():
+    target = torch.rand(1, 28, 28) * 1.6 - 0.8
+    d = diffusion.Diffusion(Constant(target), T=100, prediction="x0")
+    x_t, t = torch.randn(2, 1, 28, 28), torch.tensor([5, 60])
+    x0, eps = d.predict(x_t, t)
+    ab = d.alpha_bar[t].view(-1, 1, 1, 1)
+    assert torch.allclose(x0, target.expand_as(x0)) and torch.allclose(ab.sqrt() * x0 + (1 - ab).sqrt() * eps, x_t, atol=1e-5)
+
+
+def test_samplers_recover_the_one_image_an_oracle_denoiser_knows():
+    target = torch.rand(1, 28, 28) * 1.6 - 0.8  # in [-0.8, 0.8], away from the clipping
+    d = diffusion.Diffusion(Constant(target), T=200, prediction="x0")
+    expected = ((target + 1) / 2).expand(3, 1, 28, 28)
+    assert torch.allclose(d.sample(3, steps=10), expected, atol=1e-5)  # DDIM, η = 0
+    assert torch.allclose(d.sample(3, steps=10, eta=1.0), expected, atol=1e-4)
+    assert torch.allclose(d.sample(3), expected, atol=1e-4)  # ancestral, all 200 steps
+
+
+def test_ddim_is_deterministic_given_the_seed():
+    d = diffusion.Diffusion(diffusion.UNet(ch=8), T=100)
+    torch.manual_seed(3)
+    a = d.sample(2, steps=5)
+    torch.manual_seed(3)
+    b = d.sample(2, steps=5)
+    torch.manual_seed(4)
+    c = d.sample(2, steps=5)
+    assert torch.equal(a, b) and not torch.equal(a, c) and a.shape == (2, 1, 28, 28)
+
+
+class Brightness(nn.Module):
+    """A classifier of clean images in [0, 1]: class 1 is bright, class 0 is dark."""
+    def forward(self, x):
+        m = 20 * (x.flatten(1).mean(1) - 0.5)
+        return torch.stack([-m, m], 1)
+
+
+class NoisyBrightness(nn.Module):
+    def forward(self, x, t):
+        return Brightness()((x + 1) / 2)
+
+
+@pytest.mark.parametrize("guide", [diffusion.solver_guide(Brightness()), diffusion.noisy_classifier_guide(NoisyBrightness())],
+                         ids=["solver", "noisy-classifier"])
+def test_guidance_pulls_samples_towards_the_requested_class(guide):
+    d = diffusion.Diffusion(Constant(torch.zeros(1, 28, 28)), T=100, prediction="x0")  # an oracle for grey images
+    y = torch.tensor([1, 1, 0, 0])
+    torch.manual_seed(0)
+    plain = d.sample(4, steps=10)
+    torch.manual_seed(0)
+    guided = d.sample(4, steps=10, y=y, guide=guide, scale=0.05)
+    assert torch.allclose(plain, torch.full_like(plain, 0.5), atol=1e-5)
+    brightness = guided.flatten(1).mean(1)
+    assert (brightness[:2] > 0.55).all() and (brightness[2:] < 0.45).all()
+
+
+def test_unet_shapes_and_conditioning():
+    for shape in ((1, 28, 28), (3, 32, 32)):
+        net = diffusion.UNet(shape, ch=8, n_classes=10)
+        x = torch.randn(2, *shape)
+        out = net(x, torch.tensor([1, 500]), torch.tensor([3, 7]))
+        assert out.shape == x.shape
+        assert not torch.allclose(out, net(x, torch.tensor([1, 500]), torch.tensor([4, 7])))
+    with pytest.raises(ValueError, match="28×28 or 32×32"):
+        diffusion.UNet((1, 64, 64))
+
+
+def test_training_lowers_the_loss_and_nan_is_an_error():
+    torch.manual_seed(0)
+    d = diffusion.Diffusion(diffusion.UNet(ch=8), T=100, prediction="x0", lr=3e-3)
+    images = torch.zeros(8, 1, 28, 28)
+    images[:, :, 8:20, 8:20] = 1.0
+    history = d.train(lambda n: images[:n], iters=60, batch_size=8, progress=False)["loss"]
+    assert sum(history[-10:]) / 10 < 0.5 * sum(history[:10]) / 10
+    with pytest.raises(TrainingDivergedError, match="became nan"):
+        d.train(lambda n: torch.full((n, 1, 28, 28), float("nan")), iters=2, batch_size=2, progress=False)
+    with pytest.raises(ValueError, match="schedule"):
+        diffusion.Diffusion(diffusion.UNet(ch=8), schedule="quadratic")
