@@ -1,9 +1,11 @@
-"""Command line: `python -m grlib run [--profile P] [--only 00 01] [--out build]`."""
+"""Command line: `python -m grlib run [--profile P] [--only 00 01] [--out build]` and
+`python -m grlib bench [--profile P] [--seeds N] [--methods ...]`."""
 from __future__ import annotations
 
 import argparse
 import sys
 
+from .bench import METHODS, run_bench
 from .course import run_course
 
 
@@ -14,10 +16,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--profile", help="smoke, quick, full or auto (default: $GRLIB_PROFILE, else auto)")
     run.add_argument("--only", nargs="+", metavar="NB", help="notebooks to run, by number or name (e.g. 00 01)")
     run.add_argument("--out", help="build folder (default: $GRLIB_BUILD, else the repository's build/)")
+    bench = commands.add_parser("bench", help="every method on Split-MNIST over several seeds: build/bench.md")
+    bench.add_argument("--profile", help="smoke, quick, full or auto (default: $GRLIB_PROFILE, else auto)")
+    bench.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")
+    bench.add_argument("--methods", nargs="+", metavar="M", help=f"a subset of: {', '.join(METHODS)}")
+    bench.add_argument("--out", help="build folder (default: $GRLIB_BUILD, else the repository's build/)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "bench":
+            run_bench(profile=args.profile, seeds=args.seeds, methods=args.methods, out=args.out)
+            return 0
         return run_course(profile=args.profile, only=args.only, out=args.out)
-    except ValueError as e:  # unknown profile or notebook: say so before anything runs
+    except (ValueError, FileNotFoundError) as e:  # bad arguments or a missing dataset: said before anything runs
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -101,5 +101,35 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
             run.status = "ok"
             run.headline = (load_results(nb.stem, out_dir) or {}).get("headline")
             log(f"[{nb.stem}] ok in {run.seconds:.0f} s  {_format_headline(run.headline)}")
-    log(write_summary(runs, chosen_profile, out_dir))
+    summary = write_summary(runs, chosen_profile, out_dir)
+    log(summary)
+    index = render_report(out_dir, [nb.name for nb, run in zip(notebooks, runs) if run.status != "not run"], summary)
+    log(f"report: {index}")
     return 1 if any(r.status == "failed" for r in runs) else 0
+
+
+def render_report(out_dir: Path, names: list[str], summary: str) -> Path:
+    """Executed notebooks as HTML (figures embedded) under build/report/, with an index page."""
+    import html
+
+    import nbconvert
+    import nbformat
+
+    report = out_dir / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    exporter = nbconvert.HTMLExporter()
+    links = []
+    for name in names:
+        body, _ = exporter.from_notebook_node(nbformat.read(out_dir / "notebooks" / name, as_version=4))
+        page = report / name.replace(".ipynb", ".html")
+        page.write_text(body)
+        links.append(f'<li><a href="{page.name}">{html.escape(page.stem)}</a></li>')
+    rows = [line.strip("|").split("|") for line in summary.splitlines() if line.startswith("| ") and "---" not in line]
+    table = "".join("<tr>" + "".join(f"<td>{html.escape(cell.strip())}</td>" for cell in row) + "</tr>" for row in rows)
+    (report / "index.html").write_text(
+        "<!doctype html><meta charset='utf-8'><title>Generative replay: course report</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td{border:1px solid #ccc;padding:4px}"
+        "table{border-collapse:collapse}</style>"
+        f"<h1>Generative replay for continual learning: course report</h1><h2>Summary</h2><table>{table}</table>"
+        f"<h2>Notebooks</h2><ul>{''.join(links)}</ul>")
+    return report / "index.html"

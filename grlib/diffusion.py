@@ -90,7 +90,7 @@ class Diffusion:
     network to output x̂₀ instead, ‖x₀ − x̂_θ(x_t, t)‖² (each converts to the other, so sampling is shared)."""
 
     def __init__(self, model: UNet, T: int = 1000, schedule: str = "linear", prediction: str = "eps",
-                 lr: float = 1e-3, device: torch.device | str = "cpu", seed: int = 0):
+                 lr: float = 1e-3, ema_decay: float = 0.0, device: torch.device | str = "cpu", seed: int = 0):
         if schedule not in ("linear", "cosine") or prediction not in ("eps", "x0"):
             raise ValueError(f"schedule must be 'linear' or 'cosine' and prediction 'eps' or 'x0'; "
                              f"got {schedule!r}, {prediction!r}")
@@ -99,8 +99,11 @@ class Diffusion:
         self.betas = betas.float().to(device)                                # β_t
         self.alpha_bar = torch.cumprod(1 - betas, 0).float().to(device)      # ᾱ_t = Π_s (1 − β_s)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        # An exponential moving average of the weights samples better than the weights themselves (Ho et al. 2020).
+        self.ema_decay, self.ema_steps = ema_decay, 0
+        self.ema = {k: v.detach().clone() for k, v in model.state_dict().items()} if ema_decay else None
         self.settings = {"image_shape": list(model.image_shape), "ch": model.ch, "T": T, "schedule": schedule,
-                         "prediction": prediction, "lr": lr, "seed": seed,
+                         "prediction": prediction, "lr": lr, "ema_decay": ema_decay, "seed": seed,
                          "conditional": model.class_emb is not None}
 
     def q_sample(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
@@ -115,21 +118,42 @@ class Diffusion:
         out = self.model(self.q_sample(x0, t, eps), t, y)
         return F.mse_loss(out, eps if self.prediction == "eps" else x0)  # ‖ε − ε_θ‖² or ‖x₀ − x̂_θ‖²
 
-    def train(self, sample_real: Callable[[int], Tensor], iters: int, batch_size: int = 64,
+    @property
+    def conditional(self) -> bool:
+        return self.model.class_emb is not None
+
+    def train(self, sample_real: Callable[[int], Tensor | tuple[Tensor, Tensor]], iters: int, batch_size: int = 64,
               progress: bool = True, desc: str = "DDPM") -> dict[str, list[float]]:
-        """`iters` Adam steps on the loss; `sample_real(n)` gives images in [0, 1]."""
+        """`iters` Adam steps on the loss; `sample_real(n)` gives images in [0, 1], or (images, labels) for a
+        class-conditional network."""
         losses = []
         self.model.train()
         for it in tqdm(range(iters), desc=desc, disable=not progress, leave=False):
-            loss = self.loss(sample_real(batch_size) * 2 - 1)
+            batch = sample_real(batch_size)
+            x, y = batch if isinstance(batch, tuple) else (batch, None)
+            loss = self.loss(x * 2 - 1, y if self.conditional else None)
             if not math.isfinite(loss.item()):
                 raise TrainingDivergedError(f"the diffusion loss became {loss.item()} at step {it}; lower the "
                                             f"learning rate (now {self.settings['lr']}) or check the images are in [0, 1]")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            self._update_ema()
             losses.append(loss.item())
         return {"loss": losses}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """θ_ema ← d θ_ema + (1 − d) θ, with d warming up as min(decay, (1 + n) / (10 + n))."""
+        if self.ema is None:
+            return
+        self.ema_steps += 1
+        d = min(self.ema_decay, (1 + self.ema_steps) / (10 + self.ema_steps))
+        for k, v in self.model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.ema[k].mul_(d).add_(v, alpha=1 - d)
+            else:
+                self.ema[k].copy_(v)
 
     def predict(self, x_t: Tensor, t: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(x̂₀, ε̂) from one network call, whichever the network predicts; x̂₀ clipped to [-1, 1]."""
@@ -159,14 +183,14 @@ class Diffusion:
 
     @torch.no_grad()
     def sample(self, n: int, steps: int | None = None, eta: float = 0.0, y: Tensor | None = None,
-               guide: Guide | None = None, scale: float = 0.0, conditional: bool = False,
-               progress: bool = False) -> Tensor:
+               guide: Guide | None = None, scale: float = 0.0, progress: bool = False) -> Tensor:
         """n images in [0, 1]. steps=None: ancestral sampling over all T steps (DDPM);
         else DDIM (Song et al. 2021) over `steps` evenly spaced steps, η = 0 deterministic, η = 1 DDPM-like.
-        `y` are target classes for guidance (and for a class-conditional network when `conditional`)."""
+        `y`: the classes wanted, for the guide and, if the network is class-conditional, as its condition."""
+        trained = self._swap_in_ema()
         self.model.eval()
         x = torch.randn(n, *self.model.image_shape, device=self.device)
-        cond = y if conditional else None
+        cond = y if self.conditional else None
         if steps is None:  # ancestral: x_{t-1} = μ_θ(x_t, t) + σ_t z, σ_t² = β̃_t
             for i in tqdm(range(self.T - 1, -1, -1), desc="DDPM", disable=not progress, leave=False):
                 t = torch.full((n,), i, device=self.device, dtype=torch.long)
@@ -188,14 +212,27 @@ class Diffusion:
                 if eta > 0 and k + 1 < len(times):
                     x = x + sigma * torch.randn_like(x)
         self.model.train()
+        if trained is not None:
+            self.model.load_state_dict(trained)
         return ((x + 1) / 2).clamp(0, 1)
 
+    def _swap_in_ema(self) -> dict | None:
+        """Load the EMA weights for sampling; returns the trained weights to put back (None without EMA)."""
+        if self.ema is None:
+            return None
+        trained = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.ema)
+        return trained
+
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "ema": self.ema,
+                "ema_steps": self.ema_steps}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.ema = None if state["ema"] is None else {k: v.to(self.device) for k, v in state["ema"].items()}
+        self.ema_steps = state["ema_steps"]
 
 
 class Guide:
@@ -226,3 +263,36 @@ def solver_guide(solver: nn.Module) -> Guide:
 def noisy_classifier_guide(classifier: nn.Module) -> Guide:
     """Guidance by a classifier trained on noisy images x_t in [-1, 1], called as classifier(x_t, t)."""
     return Guide(classifier, "xt")
+
+
+class NoisyClassifier(nn.Module):
+    """p_φ(y | x_t, t): a small CNN that also reads the step t, for guidance on noisy images (in [-1, 1])."""
+
+    def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), n_classes: int = 10, ch: int = 32):
+        super().__init__()
+        c, h, w = image_shape
+        self.ch = ch
+        self.time_mlp = nn.Sequential(nn.Linear(ch, ch), nn.SiLU())
+        self.conv1 = nn.Conv2d(c, ch, 3, padding=1)
+        self.rest = nn.Sequential(nn.SiLU(), nn.MaxPool2d(2), nn.Conv2d(ch, 2 * ch, 3, padding=1), nn.SiLU(),
+                                  nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * ch * (h // 4) * (w // 4), n_classes))
+
+    def forward(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self.rest(self.conv1(x_t) + self.time_mlp(timestep_embedding(t, self.ch))[:, :, None, None])
+
+
+def train_noisy_classifier(classifier: NoisyClassifier, model: Diffusion,
+                           sample_labelled: Callable[[int], tuple[Tensor, Tensor]], iters: int, batch_size: int = 128,
+                           lr: float = 1e-3, progress: bool = True) -> list[float]:
+    """Cross-entropy of p_φ(y | x_t, t) on images noised to a uniformly drawn step t by the forward process."""
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
+    losses = []
+    for _ in tqdm(range(iters), desc="noisy classifier", disable=not progress, leave=False):
+        x0, y = sample_labelled(batch_size)
+        t = torch.randint(0, model.T, (len(y),), device=y.device)
+        loss = F.cross_entropy(classifier(model.q_sample(x0 * 2 - 1, t, torch.randn_like(x0)), t), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

@@ -26,7 +26,7 @@ def image_grid(images: Tensor, nrow: int = 10, ax: Axes | None = None, title: st
         r, col = divmod(i, nrow)
         grid[:, r * (h + 2) + 1:r * (h + 2) + 1 + h, col * (w + 2) + 1:col * (w + 2) + 1 + w] = img
     ax = _axes(ax, (nrow * 0.6, rows * 0.6))
-    ax.imshow(grid[0] if c == 1 else grid.permute(1, 2, 0), cmap="gray_r" if c == 1 else None, vmin=0, vmax=1)
+    ax.imshow((grid[0] if c == 1 else grid.permute(1, 2, 0)).numpy(), cmap="gray_r" if c == 1 else None, vmin=0, vmax=1)
     ax.set_axis_off()
     if title:
         ax.set_title(title)
@@ -38,7 +38,7 @@ def accuracy_matrix(R: Sequence[Sequence[float]], ax: Axes | None = None, title:
     """Heatmap of R[i][j]: accuracy (%) on task j (columns) after training task i (rows)."""
     R = torch.as_tensor(R, dtype=torch.float32)
     ax = _axes(ax)
-    ax.imshow(R, vmin=0, vmax=100, cmap="viridis")
+    ax.imshow(R.numpy(), vmin=0, vmax=100, cmap="viridis")
     for i in range(R.shape[0]):
         for j in range(R.shape[1]):
             ax.text(j, i, f"{R[i, j]:.0f}", ha="center", va="center", fontsize=8,

@@ -90,18 +90,16 @@ class NoisyBrightness(nn.Module):
         return Brightness()((x + 1) / 2)
 
 
-@pytest.mark.parametrize("guide", [diffusion.solver_guide(Brightness()), diffusion.noisy_classifier_guide(NoisyBrightness())],
-                         ids=["solver", "noisy-classifier"])
-def test_guidance_pulls_samples_towards_the_requested_class(guide):
-    d = diffusion.Diffusion(Constant(torch.zeros(1, 28, 28)), T=100, prediction="x0")  # an oracle for grey images
-    y = torch.tensor([1, 1, 0, 0])
-    torch.manual_seed(0)
-    plain = d.sample(4, steps=10)
-    torch.manual_seed(0)
-    guided = d.sample(4, steps=10, y=y, guide=guide, scale=0.05)
-    assert torch.allclose(plain, torch.full_like(plain, 0.5), atol=1e-5)
-    brightness = guided.flatten(1).mean(1)
-    assert (brightness[:2] > 0.55).all() and (brightness[2:] < 0.45).all()
+@pytest.mark.parametrize("guide, prediction", [(diffusion.solver_guide(Brightness()), "x0"),
+                                               (diffusion.noisy_classifier_guide(NoisyBrightness()), "eps")],
+                         ids=["solver-on-x0", "noisy-classifier-on-xt"])
+def test_guidance_pulls_samples_towards_the_requested_class(guide, prediction):
+    d = diffusion.Diffusion(Constant(torch.zeros(1, 28, 28)), T=100, prediction=prediction)  # knows no digits
+    brightness = {}
+    for c in (0, 1):
+        torch.manual_seed(0)  # the same starting noise for both requests
+        brightness[c] = d.sample(4, steps=10, y=torch.full((4,), c), guide=guide, scale=50.0).flatten(1).mean(1)
+    assert (brightness[1] > brightness[0] + 0.05).all()  # asked for "bright", it draws brighter
 
 
 def test_unet_shapes_and_conditioning():
@@ -126,3 +124,22 @@ def test_training_lowers_the_loss_and_nan_is_an_error():
         d.train(lambda n: torch.full((n, 1, 28, 28), float("nan")), iters=2, batch_size=2, progress=False)
     with pytest.raises(ValueError, match="schedule"):
         diffusion.Diffusion(diffusion.UNet(ch=8), schedule="quadratic")
+
+
+def test_ema_weights_sample_and_the_trained_weights_come_back():
+    torch.manual_seed(0)
+    d = diffusion.Diffusion(diffusion.UNet(ch=8), T=50, prediction="x0", lr=1e-2, ema_decay=0.9)
+    before = {k: v.clone() for k, v in d.model.state_dict().items()}
+    d.train(lambda n: torch.rand(n, 1, 28, 28), iters=20, batch_size=4, progress=False)
+    trained = {k: v.clone() for k, v in d.model.state_dict().items()}
+    key = "inp.weight"
+    # the average lies between the start and the trained weights, closer to the latter
+    assert 0 < (d.ema[key] - before[key]).norm() < (trained[key] - before[key]).norm()
+    d.sample(2, steps=3)
+    assert all(torch.equal(v, trained[k]) for k, v in d.model.state_dict().items())
+    copy = diffusion.Diffusion(diffusion.UNet(ch=8), T=50, prediction="x0", ema_decay=0.9)
+    copy.load_state_dict(d.state_dict())
+    torch.manual_seed(1)
+    a = d.sample(2, steps=3)
+    torch.manual_seed(1)
+    assert torch.equal(a, copy.sample(2, steps=3)) and copy.ema_steps == 20

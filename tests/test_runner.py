@@ -63,3 +63,7 @@ def test_run_smoke_course_notebook_00(tmp_path):
     assert any(o.get("output_type") == "display_data" for c in executed.cells for o in c.get("outputs", []))
     summary = (out / "summary.md").read_text()
     assert "| 00_setup_and_the_problem | ok |" in summary and "task1_after_task2_class_IL" in summary
+    index = (out / "report" / "index.html").read_text()
+    assert 'href="00_setup_and_the_problem.html"' in index and "task1_after_task2_class_IL" in index
+    page = (out / "report" / "00_setup_and_the_problem.html").read_text()
+    assert page.count("data:image/png;base64") >= 3  # the figures travel inside the page

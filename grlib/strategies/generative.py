@@ -1,6 +1,8 @@
 """Generative replay: the old tasks' data is drawn from a generator instead of stored (notebooks 04 and 06)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,6 +49,7 @@ class GenerativeReplay(Strategy):
         self.generator_history: list[dict[str, list[float]]] = []
         self.pool_label_counts: list[list[int]] = []  # the old solver's reading of each replay pool, per class
         self.samples: list[Tensor] = []  # 100 generated images (uint8) after each task
+        self.pool_agreement: list[float] = []  # share of each pool whose label the old solver reads the same
 
     def settings(self) -> dict:
         return {**super().settings(), "generator": self.generator.settings, "gen_iters": self.gen_iters,
@@ -61,7 +64,9 @@ class GenerativeReplay(Strategy):
         """`pool_size` replayed images in [0, 1] of the classes `seen`, and their labels."""
         raise NotImplementedError
 
-    def train_generator(self, sample_real, stream: TaskStream, t: int) -> dict[str, list[float]]:
+    def train_generator(self, sample_real: Callable[[int], tuple[Tensor, Tensor]], stream: TaskStream,
+                        t: int) -> dict[str, list[float]]:
+        """Train the generator on labelled batches from `sample_real(n)`."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -79,6 +84,7 @@ class GenerativeReplay(Strategy):
         self.solver.train()
         read = torch.as_tensor(seen, device=x.device)[logits[:, seen].argmax(1)]  # what the old solver sees
         self.pool_label_counts.append(torch.bincount(read, minlength=stream.n_classes).tolist())
+        self.pool_agreement.append((read == y).float().mean().item())
         self.pool = {"x": to_uint8(x), "y": y, "logits": logits}
 
     def replay_batch(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -103,15 +109,15 @@ class GenerativeReplay(Strategy):
     def after_task(self, stream: TaskStream, t: int) -> None:
         real = stream[t].train_x
 
-        def sample_real(n: int) -> Tensor:
-            """A batch for the generator: a fraction 1/t real task-t images, the rest from the replay pool."""
+        def sample_real(n: int) -> tuple[Tensor, Tensor]:
+            """A labelled batch for the generator: a fraction 1/t real task-t images, the rest from the replay pool."""
             n_real = n if self.pool is None else max(1, round(n / (t + 1)))
             idx = torch.randint(len(real), (n_real,), generator=self.rng, device=self.device)
-            batch = to_float(real[idx])
+            x, y = to_float(real[idx]), stream[t].train_y[idx]
             if n_real < n:
                 old = torch.randint(len(self.pool["y"]), (n - n_real,), generator=self.rng, device=self.device)
-                batch = torch.cat([batch, to_float(self.pool["x"][old])])
-            return batch
+                x, y = torch.cat([x, to_float(self.pool["x"][old])]), torch.cat([y, self.pool["y"][old]])
+            return x, y
 
         self.generator_history.append(self.train_generator(sample_real, stream, t))
         with torch.no_grad():
@@ -119,13 +125,14 @@ class GenerativeReplay(Strategy):
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "generator": self.generator.state_dict(), "samples": self.samples,
-                "generator_history": self.generator_history, "pool_label_counts": self.pool_label_counts}
+                "generator_history": self.generator_history, "pool_label_counts": self.pool_label_counts,
+                "pool_agreement": self.pool_agreement}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.generator.load_state_dict(state["generator"])
         self.generator_history, self.pool_label_counts = state["generator_history"], state["pool_label_counts"]
-        self.samples = state["samples"]
+        self.samples, self.pool_agreement = state["samples"], state["pool_agreement"]
 
 
 class DGR(GenerativeReplay):
@@ -153,8 +160,8 @@ class DGR(GenerativeReplay):
         return x, y
 
     def train_generator(self, sample_real, stream: TaskStream, t: int) -> dict[str, list[float]]:
-        return self.generator.train(sample_real, self.gen_iters, self.gen_batch_size, progress=self.progress,
-                                    desc=f"WGAN-GP task {t + 1}/{len(stream)}")
+        return self.generator.train(lambda n: sample_real(n)[0], self.gen_iters, self.gen_batch_size,
+                                    progress=self.progress, desc=f"WGAN-GP task {t + 1}/{len(stream)}")
 
 
 class DDGR(GenerativeReplay):
@@ -174,17 +181,21 @@ class DDGR(GenerativeReplay):
         return {**super().settings(), "gen_batch_size": self.gen_batch_size, "sample_steps": self.sample_steps,
                 "guidance_scale": self.guidance_scale}
 
+    def guided_samples(self, y: Tensor) -> Tensor:
+        """DDIM samples of the classes y, each pulled towards its class by the solver (in batches of 500)."""
+        guide = solver_guide(self.solver)
+        return torch.cat([self.generator.sample(len(y[i:i + 500]), steps=self.sample_steps, y=y[i:i + 500],
+                                                guide=guide, scale=self.guidance_scale)
+                          for i in range(0, len(y), 500)])
+
     def draw(self, n: int, stream: TaskStream, t: int) -> Tensor:
-        return self.generator.sample(n, steps=self.sample_steps)
+        seen = torch.as_tensor(stream.classes_up_to(t - 1), device=self.device)
+        return self.guided_samples(seen.repeat(-(-n // len(seen)))[:n])
 
     def replay_pool(self, seen: list[int]) -> tuple[Tensor, Tensor]:
         """For each seen class c, pool_size/|seen| DDIM samples guided towards c by the old solver, labelled c."""
         y = torch.as_tensor(seen, device=self.device).repeat_interleave(self.pool_size // len(seen))
-        guide = solver_guide(self.solver)
-        x = torch.cat([self.generator.sample(len(y[i:i + 500]), steps=self.sample_steps, y=y[i:i + 500],
-                                             guide=guide, scale=self.guidance_scale)
-                       for i in range(0, len(y), 500)])
-        return x, y
+        return self.guided_samples(y), y
 
     def train_generator(self, sample_real, stream: TaskStream, t: int) -> dict[str, list[float]]:
         return self.generator.train(sample_real, self.gen_iters, self.gen_batch_size, progress=self.progress,

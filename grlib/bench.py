@@ -1,0 +1,111 @@
+"""`python -m grlib bench`: every method on the same Split-MNIST stream and budget, over several seeds.
+
+A benchmark, not a test: it reports mean ± std of A_T and F_T, training seconds and peak memory, and writes
+build/bench.json and build/bench.md. Runs are cached like the notebooks' (seed 0 reuses theirs)."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import resource
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from . import continual, data, diffusion, gan, nets
+from .memory import ClassBalancedBuffer
+from .profiles import Profile, get_profile
+from .results import build_dir
+from .strategies import DDGR, DGR, ER, EWC, SI, Finetune, Joint, Strategy
+
+# The settings of notebooks 01-06 (MLP solver; the strengths tuned in notebook 01).
+EWC_LAMBDA_SPLIT, SI_C_SPLIT, ER_BUFFER, GUIDANCE_SCALE = 1e9, 10.0, 1000, 30.0
+
+
+def make_strategy(method: str, P: Profile, seed: int, stream: data.TaskStream) -> Strategy:
+    """The strategy `method` exactly as the notebooks build it."""
+    device = nets.pick_device()
+    solver = nets.make_solver("mlp", stream.image_shape, stream.n_classes, seed=seed, device=device)
+    kw = dict(iters=P.iters, batch_size=P.batch_size, lr=P.lr, seed=seed)
+    builders: dict[str, Callable[[], Strategy]] = {
+        "finetune": lambda: Finetune(solver, **kw),
+        "joint": lambda: Joint(solver, **kw),
+        "ewc": lambda: EWC(solver, strength=EWC_LAMBDA_SPLIT, fisher_samples=P.fisher_samples, **kw),
+        "si": lambda: SI(solver, strength=SI_C_SPLIT, **kw),
+        "er": lambda: ER(solver, ClassBalancedBuffer(ER_BUFFER, stream.n_classes), **kw),
+        "dgr": lambda: DGR(solver, gan.WGANGP(stream.image_shape, width=P.gan_width, device=device, seed=seed),
+                           gen_iters=P.dgr_gen_iters, pool_size=P.dgr_pool, **kw),
+        "ddgr": lambda: DDGR(solver, diffusion.Diffusion(diffusion.UNet(stream.image_shape, ch=P.ddpm_ch),
+                                                         prediction="x0", device=device, seed=seed),
+                             gen_iters=P.ddgr_gen_iters, pool_size=P.ddgr_pool, sample_steps=P.sample_steps,
+                             guidance_scale=GUIDANCE_SCALE, **kw),
+    }
+    return builders[method]()
+
+
+METHODS = ("finetune", "joint", "ewc", "si", "er", "dgr", "ddgr")
+
+
+def _run_one(method: str, profile: str, seed: int, out: str, queue) -> None:
+    """Worker (a fresh process, so its peak memory is its own): one method, one seed."""
+    import os
+    os.environ["GRLIB_BUILD"] = out
+    P = get_profile(profile)
+    stream = data.split_stream("mnist", device=nets.pick_device())
+    start = time.perf_counter()
+    result = continual.run(make_strategy(method, P, seed, stream), stream, progress=False)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    if torch.cuda.is_available():
+        peak_mb = torch.cuda.max_memory_allocated() / 2 ** 20
+    queue.put({"method": method, "seed": seed, "A_T": result.A_T, "F_T": result.F_T,
+               "train_seconds": sum(result.seconds), "wall_seconds": time.perf_counter() - start,
+               "peak_memory_MB": peak_mb, "curve": result.curve})
+
+
+def _mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+
+
+def bench_table(rows: list[dict], methods: list[str]) -> str:
+    lines = ["| method | A_T (%) | F_T (%) | training s | peak memory (MB) | seeds |", "| --- | --- | --- | --- | --- | --- |"]
+    for m in methods:
+        mine = [r for r in rows if r["method"] == m]
+        lines.append(f"| {m} | {_mean_std([r['A_T'] for r in mine])} | {_mean_std([r['F_T'] for r in mine])} | "
+                     f"{_mean_std([r['train_seconds'] for r in mine])} | "
+                     f"{max(r['peak_memory_MB'] for r in mine):.0f} | {len(mine)} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(profile: str | None = None, seeds: int = 3, methods: list[str] | None = None,
+              out: str | None = None, log: Callable[[str], None] = print) -> dict:
+    """Run the methods over `seeds` seeds; write bench.json and bench.md into the build folder."""
+    P = get_profile(profile)
+    methods = list(methods or METHODS)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or seeds < 1:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}" if unknown
+                         else f"--seeds must be at least 1, got {seeds}")
+    data.load("mnist"), data.load("mnist", train=False)  # a missing dataset fails here, before any training
+    out_dir = build_dir(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for m in methods:
+        for seed in range(seeds):
+            log(f"[bench] {m}, seed {seed} ({P.name} profile) ...")
+            queue = context.Queue()
+            worker = context.Process(target=_run_one, args=(m, P.name, seed, str(out_dir), queue))
+            worker.start()
+            worker.join()
+            if worker.exitcode != 0:
+                raise RuntimeError(f"the {m} run with seed {seed} failed (exit code {worker.exitcode}); see above")
+            rows.append(queue.get())
+            log(f"[bench] {m}, seed {seed}: A_T {rows[-1]['A_T']:.1f}, {rows[-1]['train_seconds']:.0f} s of training")
+    table = bench_table(rows, methods)
+    header = (f"# Benchmark: Split-MNIST, class-IL, MLP solver, profile `{P.name}`, {seeds} seed(s), "
+              f"device {nets.pick_device()}\n\n")
+    (out_dir / "bench.md").write_text(header + table)
+    (out_dir / "bench.json").write_text(json.dumps({"profile": P.as_dict(), "seeds": seeds, "runs": rows}, indent=1))
+    log(header + table)
+    return {"rows": rows, "table": table}
