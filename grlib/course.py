@@ -89,7 +89,9 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
             start = time.perf_counter()
             try:
                 papermill.execute_notebook(str(nb), str(out_dir / "notebooks" / nb.name), cwd=str(nb.parent),
-                                           parameters={"profile": chosen_profile}, kernel_name="python3",
+                                           # interactive=False: widgets would wait forever for a browser
+                                           parameters={"profile": chosen_profile, "interactive": False},
+                                           kernel_name="python3",
                                            progress_bar=False)
             except papermill.PapermillExecutionError as e:
                 run.status, run.error = "failed", f"cell [{e.exec_count}]: {e.ename}: {e.evalue}"
