@@ -87,10 +87,12 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
         for nb, run in zip(notebooks, runs):
             log(f"[{nb.stem}] running ...")
             start = time.perf_counter()
+            # interactive=False: widgets would wait forever for a browser; pass only what a notebook declares
+            wanted = {"profile": chosen_profile, "interactive": False}
+            declared = papermill.inspect_notebook(str(nb))
             try:
                 papermill.execute_notebook(str(nb), str(out_dir / "notebooks" / nb.name), cwd=str(nb.parent),
-                                           # interactive=False: widgets would wait forever for a browser
-                                           parameters={"profile": chosen_profile, "interactive": False},
+                                           parameters={k: v for k, v in wanted.items() if k in declared},
                                            kernel_name="python3",
                                            progress_bar=False)
             except papermill.PapermillExecutionError as e:

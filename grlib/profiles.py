@@ -46,13 +46,13 @@ PROFILES: dict[str, Profile] = {
                      buffer_sizes=(100, 200, 500, 1000, 2000, 5000), fisher_samples=500,
                      gan_width=16, gan_iters=2000, dgr_gen_iters=1000, dgr_pool=10000, chain_iters=2000,
                      chain_pool=20000, ddpm_ch=16, ddpm_iters=1500, ddgr_gen_iters=1000, ddgr_pool=10000,
-                     sample_steps=10, ancestral_samples=200),
+                     sample_steps=20, ancestral_samples=200),
     # van de Ven, Siegelmann & Tolias (2020): 2,000 steps a Split-MNIST task, 5,000 a Permuted-MNIST task.
     "full": Profile("full", iters=2000, batch_size=128, lr=1e-3, perm_tasks=10, perm_iters=5000, perm_lr=1e-4,
                     buffer_sizes=(100, 200, 500, 1000, 2000, 5000, 10000), fisher_samples=1000,
                     gan_width=32, gan_iters=10000, dgr_gen_iters=5000, dgr_pool=20000, chain_iters=5000,
                     chain_pool=50000, ddpm_ch=32, ddpm_iters=20000, ddgr_gen_iters=5000, ddgr_pool=20000,
-                    sample_steps=50, ancestral_samples=1000),
+                    sample_steps=50, ancestral_samples=2000),
 }
 
 

@@ -12,8 +12,8 @@ import pytest
 from grlib import course
 
 
-def write_notebook(path: Path, *sources: str) -> None:
-    cells = [nbformat.v4.new_code_cell("profile = None", metadata={"tags": ["parameters"]})]
+def write_notebook(path: Path, *sources: str, parameters: str = "profile = None") -> None:
+    cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
     cells += [nbformat.v4.new_code_cell(s) for s in sources]
     kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel}), path)
@@ -50,6 +50,16 @@ def test_a_failing_notebook_stops_the_run_and_is_named(tmp_path):
     assert "| 02_never | not run |" in summary and not (folder / "ran").exists()
     assert any("01_broken] FAILED" in line and "cell [4]: RuntimeError" in line for line in lines)  # [4]: papermill injects a cell
     assert (tmp_path / "build" / "notebooks" / "01_broken.ipynb").exists()  # kept, with its traceback
+
+
+def test_the_runner_switches_widgets_off_only_where_a_notebook_declares_them(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_widgets.ipynb", "assert interactive is False and profile == 'smoke'",
+                   parameters="profile = None\ninteractive = True")
+    write_notebook(folder / "01_plain.ipynb", "assert 'interactive' not in globals()")
+    lines: list[str] = []
+    assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append) == 0, lines
 
 
 def test_run_smoke_course_notebook_00(tmp_path):
