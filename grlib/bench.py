@@ -37,8 +37,8 @@ def make_strategy(method: str, P: Profile, seed: int, stream: data.TaskStream) -
         "dgr": lambda: DGR(solver, gan.WGANGP(stream.image_shape, width=P.gan_width, device=device, seed=seed),
                            gen_iters=P.dgr_gen_iters, pool_size=P.dgr_pool, **kw),
         "ddgr": lambda: DDGR(solver, diffusion.Diffusion(
-            diffusion.UNet(stream.image_shape, ch=P.ddpm_ch, n_classes=stream.n_classes), prediction="x0",
-            ema_decay=0.995, device=device, seed=seed), gen_iters=P.ddgr_gen_iters, pool_size=P.ddgr_pool,
+            diffusion.UNet(stream.image_shape, ch=P.ddpm_ch, n_classes=stream.n_classes, seed=seed), prediction="x0",
+            ema_decay=0.995, device=device), gen_iters=P.ddgr_gen_iters, pool_size=P.ddgr_pool,
             sample_steps=P.sample_steps, guidance_scale=GUIDANCE_SCALE, soft_labels=True, **kw),
     }
     return builders[method]()

@@ -52,12 +52,14 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     """A three-level UNet (28→14→7 or 32→16→8) with a time embedding and optional class conditioning."""
 
-    def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), ch: int = 16, n_classes: int | None = None):
+    def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), ch: int = 16, n_classes: int | None = None,
+                 seed: int = 0):
         super().__init__()
+        torch.manual_seed(seed)  # the initial weights depend on the seed alone, as for nets.make_solver
         c = image_shape[0]
         if image_shape[1] not in (28, 32):
             raise ValueError(f"the UNet takes 28×28 or 32×32 images, not {image_shape}")
-        self.image_shape, self.ch, emb = tuple(image_shape), ch, 4 * ch
+        self.image_shape, self.ch, self.seed, emb = tuple(image_shape), ch, seed, 4 * ch
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.class_emb = nn.Embedding(n_classes, emb) if n_classes else None
         self.inp = nn.Conv2d(c, ch, 3, padding=1)
@@ -90,7 +92,7 @@ class Diffusion:
     network to output x̂₀ instead, ‖x₀ − x̂_θ(x_t, t)‖² (each converts to the other, so sampling is shared)."""
 
     def __init__(self, model: UNet, T: int = 1000, schedule: str = "linear", prediction: str = "eps",
-                 lr: float = 1e-3, ema_decay: float = 0.0, device: torch.device | str = "cpu", seed: int = 0):
+                 lr: float = 1e-3, ema_decay: float = 0.0, device: torch.device | str = "cpu"):
         if schedule not in ("linear", "cosine") or prediction not in ("eps", "x0"):
             raise ValueError(f"schedule must be 'linear' or 'cosine' and prediction 'eps' or 'x0'; "
                              f"got {schedule!r}, {prediction!r}")
@@ -103,7 +105,7 @@ class Diffusion:
         self.ema_decay, self.ema_steps = ema_decay, 0
         self.ema = {k: v.detach().clone() for k, v in model.state_dict().items()} if ema_decay else None
         self.settings = {"image_shape": list(model.image_shape), "ch": model.ch, "T": T, "schedule": schedule,
-                         "prediction": prediction, "lr": lr, "ema_decay": ema_decay, "seed": seed,
+                         "prediction": prediction, "lr": lr, "ema_decay": ema_decay, "seed": model.seed,
                          "conditional": model.class_emb is not None}
 
     def q_sample(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:

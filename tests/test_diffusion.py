@@ -29,7 +29,7 @@ class Constant(nn.Module):
     def __init__(self, value: torch.Tensor):
         super().__init__()
         self.value = value
-        self.image_shape, self.ch, self.class_emb = tuple(value.shape), 8, None
+        self.image_shape, self.ch, self.class_emb, self.seed = tuple(value.shape), 8, None, 0
         self.dummy = nn.Parameter(torch.zeros(1))
 
     def forward(self, x, t, y=None):
@@ -143,3 +143,13 @@ def test_ema_weights_sample_and_the_trained_weights_come_back():
     a = d.sample(2, steps=3)
     torch.manual_seed(1)
     assert torch.equal(a, copy.sample(2, steps=3)) and copy.ema_steps == 20
+
+
+def test_the_unet_initialisation_depends_on_its_seed_alone():
+    torch.manual_seed(123)
+    a = diffusion.UNet(ch=8, seed=1)
+    torch.randn(1000)  # whatever ran before must not matter
+    b, c = diffusion.UNet(ch=8, seed=1), diffusion.UNet(ch=8, seed=2)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.inp.weight, c.inp.weight)
+    assert diffusion.Diffusion(c).settings["seed"] == 2
