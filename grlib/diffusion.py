@@ -185,12 +185,26 @@ class Diffusion:
 
     @torch.no_grad()
     def sample(self, n: int, steps: int | None = None, eta: float = 0.0, y: Tensor | None = None,
-               guide: Guide | None = None, scale: float = 0.0, progress: bool = False) -> Tensor:
+               guide: Guide | None = None, scale: float = 0.0, progress: bool = False, batch: int = 200) -> Tensor:
         """n images in [0, 1]. steps=None: ancestral sampling over all T steps (DDPM);
         else DDIM (Song et al. 2021) over `steps` evenly spaced steps, η = 0 deterministic, η = 1 DDPM-like.
-        `y`: the classes wanted, for the guide and, if the network is class-conditional, as its condition."""
+        `y`: the classes wanted, for the guide and, if the network is class-conditional, as its condition.
+
+        Drawn `batch` at a time: on a 2-core CPU, 10,000 DDIM-20 samples of the quick profile's UNet took 64-105 s
+        in batches of 200 and 113-119 s in batches of 500."""
         trained = self._swap_in_ema()
         self.model.eval()
+        x = torch.cat([self._sample_batch(min(batch, n - i), steps, eta,
+                                          None if y is None else y[i:i + batch], guide, scale, progress)
+                       for i in range(0, n, batch)])
+        self.model.train()
+        if trained is not None:
+            self.model.load_state_dict(trained)
+        return ((x + 1) / 2).clamp(0, 1)
+
+    def _sample_batch(self, n: int, steps: int | None, eta: float, y: Tensor | None, guide: Guide | None,
+                      scale: float, progress: bool) -> Tensor:
+        """n images in [-1, 1] by the sampler `sample` describes."""
         x = torch.randn(n, *self.model.image_shape, device=self.device)
         cond = y if self.conditional else None
         if steps is None:  # ancestral: x_{t-1} = μ_θ(x_t, t) + σ_t z, σ_t² = β̃_t
@@ -213,10 +227,7 @@ class Diffusion:
                 x = ab_prev.sqrt() * x0 + (1 - ab_prev - sigma ** 2).clamp(min=0).sqrt() * eps
                 if eta > 0 and k + 1 < len(times):
                     x = x + sigma * torch.randn_like(x)
-        self.model.train()
-        if trained is not None:
-            self.model.load_state_dict(trained)
-        return ((x + 1) / 2).clamp(0, 1)
+        return x
 
     def _swap_in_ema(self) -> dict | None:
         """Load the EMA weights for sampling; returns the trained weights to put back (None without EMA)."""

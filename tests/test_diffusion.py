@@ -63,6 +63,7 @@ def test_samplers_recover_the_one_image_an_oracle_denoiser_knows():
     d = diffusion.Diffusion(Constant(target), T=200, prediction="x0")
     expected = ((target + 1) / 2).expand(3, 1, 28, 28)
     assert torch.allclose(d.sample(3, steps=10), expected, atol=1e-5)  # DDIM, η = 0
+    assert torch.allclose(d.sample(5, steps=10, batch=2), expected[:1].expand(5, -1, -1, -1), atol=1e-5)  # in batches
     assert torch.allclose(d.sample(3, steps=10, eta=1.0), expected, atol=1e-4)
     assert torch.allclose(d.sample(3), expected, atol=1e-4)  # ancestral, all 200 steps
 
