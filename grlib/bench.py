@@ -20,7 +20,7 @@ from .results import build_dir
 from .strategies import DDGR, DGR, ER, EWC, SI, Finetune, Joint, Strategy
 
 # The settings of notebooks 01-06 (MLP solver; the strengths tuned in notebook 01).
-EWC_LAMBDA_SPLIT, SI_C_SPLIT, ER_BUFFER, GUIDANCE_SCALE = 1e9, 10.0, 1000, 3.0
+EWC_LAMBDA_SPLIT, SI_C_SPLIT, ER_BUFFER, GUIDANCE_SCALE, BLACK_POINT = 1e9, 10.0, 1000, 3.0, 0.05
 
 
 def make_strategy(method: str, P: Profile, seed: int, stream: data.TaskStream) -> Strategy:
@@ -39,7 +39,8 @@ def make_strategy(method: str, P: Profile, seed: int, stream: data.TaskStream) -
         "ddgr": lambda: DDGR(solver, diffusion.Diffusion(
             diffusion.UNet(stream.image_shape, ch=P.ddpm_ch, n_classes=stream.n_classes, seed=seed), prediction="x0",
             ema_decay=0.995, device=device), gen_iters=P.ddgr_gen_iters, pool_size=P.ddgr_pool,
-            sample_steps=P.sample_steps, guidance_scale=GUIDANCE_SCALE, soft_labels=True, **kw),
+            sample_steps=P.sample_steps, guidance_scale=GUIDANCE_SCALE, soft_labels=True,
+            black_point=BLACK_POINT, **kw),
     }
     return builders[method]()
 

@@ -1,4 +1,5 @@
 """Generative replay's mechanics, with a stand-in generator that replays what it was shown."""
+import pytest
 import torch
 
 from grlib import continual
@@ -125,3 +126,18 @@ def test_ddgr_replays_every_old_class_equally_guided_and_labelled_by_its_target(
     result = continual.run(DDGR(small_solver(), memory, gen_iters=3, pool_size=40, **KW), stream,
                            cache=False, progress=False)
     assert result.R[1][0] > 90
+
+
+def test_black_point_blackens_the_faint_background_of_the_replay_only():
+    stream = synthetic_stream()  # background pixels 0..39 (below 0.16), the class's two pixels 255
+    dgr = DGR(small_solver(), Memorizer(), gen_iters=5, gen_batch_size=8, pool_size=50, black_point=0.2, **KW)
+    dgr.learn(stream, 0, progress=False)
+    dgr.rng = torch.Generator().manual_seed(0)
+    dgr.before_task(stream, 1)
+    pool = dgr.pool["x"].flatten(1)
+    assert set(pool.unique().tolist()) == {0, 255}  # haze gone, strokes kept
+    assert (pool == 255).sum(1).tolist() == [2] * 50
+    assert stream[0].train_x.flatten(1).max(1).values.min() == 255 and stream[0].train_x.unique().numel() > 2
+    assert set(dgr.samples[0].unique().tolist()) == {0, 255}  # the sample grids show what is replayed
+    with pytest.raises(ValueError, match="black_point"):
+        DGR(small_solver(), Memorizer(), gen_iters=5, black_point=1.0, **KW)

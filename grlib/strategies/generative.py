@@ -35,16 +35,21 @@ class GenerativeReplay(Strategy):
     from the generator, labelled by the solver over the classes it knows. Then, as in Shin et al. (2017),
     * the solver learns L = r·L_CE(new) + (1 − r)·L_replay with r = 1/t, and
     * the generator learns from real task-t data mixed with the pool, a fraction 1/t real,
-    so each class keeps an equal share of both. Subclasses supply the generator (`train_generator`, `draw`)."""
+    so each class keeps an equal share of both. Subclasses supply the generator (`train_generator`, `draw`).
+
+    `black_point`: replayed pixels darker than this are set to black (0). Real MNIST backgrounds are exactly 0; a
+    generator that leaves a faint haze there hands the solver a shortcut ("hazy means old class", notebook 06)."""
 
     def __init__(self, solver: nn.Module, generator, gen_iters: int, pool_size: int = 10000,
-                 balance_replay: bool = False, soft_labels: bool = False, temperature: float = 2.0, **kwargs):
+                 balance_replay: bool = False, soft_labels: bool = False, temperature: float = 2.0,
+                 black_point: float = 0.0, **kwargs):
         super().__init__(solver, **kwargs)
-        if gen_iters < 1 or pool_size < 1 or temperature <= 0:
-            raise ValueError(f"gen_iters and pool_size must be positive and temperature > 0; "
-                             f"got {gen_iters}, {pool_size}, {temperature}")
+        if gen_iters < 1 or pool_size < 1 or temperature <= 0 or not 0 <= black_point < 1:
+            raise ValueError(f"gen_iters and pool_size must be positive, temperature > 0 and 0 ≤ black_point < 1; "
+                             f"got {gen_iters}, {pool_size}, {temperature}, {black_point}")
         self.generator, self.gen_iters, self.pool_size = generator, gen_iters, pool_size
         self.balance_replay, self.soft_labels, self.temperature = balance_replay, soft_labels, temperature
+        self.black_point = black_point
         self.pool: dict[str, Tensor] | None = None
         self.generator_history: list[dict[str, list[float]]] = []
         self.pool_label_counts: list[list[int]] = []  # the old solver's reading of each replay pool, per class
@@ -54,7 +59,7 @@ class GenerativeReplay(Strategy):
     def settings(self) -> dict:
         return {**super().settings(), "generator": self.generator.settings, "gen_iters": self.gen_iters,
                 "pool_size": self.pool_size, "balance_replay": self.balance_replay,
-                "soft_labels": self.soft_labels, "temperature": self.temperature}
+                "soft_labels": self.soft_labels, "temperature": self.temperature, "black_point": self.black_point}
 
     def draw(self, n: int, stream: TaskStream, t: int) -> Tensor:
         """n images in [0, 1] from the generator, replaying tasks 0..t-1 (for the sample grids)."""
@@ -69,6 +74,10 @@ class GenerativeReplay(Strategy):
         """Train the generator on labelled batches from `sample_real(n)`."""
         raise NotImplementedError
 
+    def blacken(self, x: Tensor) -> Tensor:
+        """x with every pixel below the black point set to 0."""
+        return x.masked_fill(x < self.black_point, 0.0)
+
     @torch.no_grad()
     def old_solver_logits(self, x: Tensor) -> Tensor:
         return torch.cat([self.solver(x[i:i + 1000]) for i in range(0, len(x), 1000)])
@@ -80,6 +89,7 @@ class GenerativeReplay(Strategy):
         seen = list(stream.classes_up_to(t - 1))
         self.solver.eval()
         x, y = self.replay_pool(seen)
+        x = self.blacken(x)
         logits = self.old_solver_logits(x)
         self.solver.train()
         read = torch.as_tensor(seen, device=x.device)[logits[:, seen].argmax(1)]  # what the old solver sees
@@ -121,7 +131,7 @@ class GenerativeReplay(Strategy):
 
         self.generator_history.append(self.train_generator(sample_real, stream, t))
         with torch.no_grad():
-            self.samples.append(to_uint8(self.draw(100, stream, t + 1)))
+            self.samples.append(to_uint8(self.blacken(self.draw(100, stream, t + 1))))
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "generator": self.generator.state_dict(), "samples": self.samples,
