@@ -123,6 +123,8 @@ def test_ddgr_replays_every_old_class_equally_guided_and_labelled_by_its_target(
     assert torch.bincount(ddgr.pool["y"]).tolist() == [20, 20]  # old classes 0 and 1, in equal numbers
     assert any(c["guided"] and c["scale"] == 2.5 and c["steps"] == 7 for c in memory.calls)
     assert ddgr.pool_label_counts[0][:2] == [20, 20]  # the old solver agrees with every target
+    ddgr.guided_samples(torch.tensor([0, 1]), scale=0.0)  # an ablation asks for another scale, same sampler
+    assert memory.calls[-1] == {"n": 2, "steps": 7, "guided": True, "scale": 0.0}
     result = continual.run(DDGR(small_solver(), memory, gen_iters=3, pool_size=40, **KW), stream,
                            cache=False, progress=False)
     assert result.R[1][0] > 90

@@ -191,10 +191,11 @@ class DDGR(GenerativeReplay):
         return {**super().settings(), "gen_batch_size": self.gen_batch_size, "sample_steps": self.sample_steps,
                 "guidance_scale": self.guidance_scale}
 
-    def guided_samples(self, y: Tensor) -> Tensor:
-        """DDIM samples of the classes y, each pulled towards its class by the solver."""
+    def guided_samples(self, y: Tensor, scale: float | None = None) -> Tensor:
+        """DDIM samples of the classes y, each pulled towards its class by the solver (at `scale`, else the
+        strategy's guidance scale)."""
         return self.generator.sample(len(y), steps=self.sample_steps, y=y, guide=solver_guide(self.solver),
-                                     scale=self.guidance_scale)
+                                     scale=self.guidance_scale if scale is None else scale)
 
     def draw(self, n: int, stream: TaskStream, t: int) -> Tensor:
         seen = torch.as_tensor(stream.classes_up_to(t - 1), device=self.device)
