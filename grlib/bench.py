@@ -9,53 +9,24 @@ import multiprocessing
 import resource
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
 
-from . import continual, data, diffusion, gan, nets
-from .memory import ClassBalancedBuffer
-from .profiles import Profile, get_profile
+from . import continual, data, nets, recipes
+from .profiles import get_profile
 from .results import build_dir
-from .strategies import DDGR, DGR, ER, EWC, SI, Finetune, Joint, Strategy
 
-# The settings of notebooks 01-06 (MLP solver; the strengths tuned in notebook 01).
-EWC_LAMBDA_SPLIT, SI_C_SPLIT, ER_BUFFER, GUIDANCE_SCALE, BLACK_POINT = 1e9, 10.0, 1000, 3.0, 0.05
-
-
-def make_strategy(method: str, P: Profile, seed: int, stream: data.TaskStream) -> Strategy:
-    """The strategy `method` exactly as the notebooks build it."""
-    device = nets.pick_device()
-    solver = nets.make_solver("mlp", stream.image_shape, stream.n_classes, seed=seed, device=device)
-    kw = dict(iters=P.iters, batch_size=P.batch_size, lr=P.lr, seed=seed)
-    builders: dict[str, Callable[[], Strategy]] = {
-        "finetune": lambda: Finetune(solver, **kw),
-        "joint": lambda: Joint(solver, **kw),
-        "ewc": lambda: EWC(solver, strength=EWC_LAMBDA_SPLIT, fisher_samples=P.fisher_samples, **kw),
-        "si": lambda: SI(solver, strength=SI_C_SPLIT, **kw),
-        "er": lambda: ER(solver, ClassBalancedBuffer(ER_BUFFER, stream.n_classes), **kw),
-        "dgr": lambda: DGR(solver, gan.WGANGP(stream.image_shape, width=P.gan_width, device=device, seed=seed),
-                           gen_iters=P.dgr_gen_iters, pool_size=P.dgr_pool, **kw),
-        "ddgr": lambda: DDGR(solver, diffusion.Diffusion(
-            diffusion.UNet(stream.image_shape, ch=P.ddpm_ch, n_classes=stream.n_classes, seed=seed), prediction="x0",
-            ema_decay=0.995, device=device), gen_iters=P.ddgr_gen_iters, pool_size=P.ddgr_pool,
-            sample_steps=P.sample_steps, guidance_scale=GUIDANCE_SCALE, soft_labels=True,
-            black_point=BLACK_POINT, **kw),
-    }
-    return builders[method]()
-
-
-METHODS = ("finetune", "joint", "ewc", "si", "er", "dgr", "ddgr")
+METHODS = tuple(recipes.METHODS)
 
 
 def _run_one(method: str, profile: str, seed: int, out: str, queue) -> None:
     """Worker (a fresh process, so its peak memory is its own): one method, one seed."""
-    import os
-    os.environ["GRLIB_BUILD"] = out
-    P = get_profile(profile)
     stream = data.split_stream("mnist", device=nets.pick_device())
     start = time.perf_counter()
-    result = continual.run(make_strategy(method, P, seed, stream), stream, progress=False)
+    result = continual.run(recipes.build(method, profile, stream, seed), stream, progress=False,
+                           folder=Path(out) / "checkpoints")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     if torch.cuda.is_available():
         peak_mb = torch.cuda.max_memory_allocated() / 2 ** 20

@@ -4,16 +4,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
 from .results import build_dir
 
 # Bump when a change to the training code makes old checkpoints wrong.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def settings_key(settings: dict) -> str:
@@ -22,38 +23,85 @@ def settings_key(settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def checkpoint_path(name: str, settings: dict) -> Path:
-    return build_dir() / "checkpoints" / f"{name}-{settings_key(settings)}.pt"
+def fingerprint(state: Any) -> str:
+    """A short hash of every tensor (and plain value) in a nested state: two states share it only if they hold the
+    same numbers."""
+    h = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            h.update(f"{value.dtype}{tuple(value.shape)}".encode())
+            h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            for k in sorted(value, key=str):
+                h.update(str(k).encode())
+                feed(value[k])
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                feed(v)
+        else:
+            h.update(repr(value).encode())
+    feed(state)
+    return h.hexdigest()[:16]
+
+
+def checkpoint_folder(folder: str | os.PathLike | None = None) -> Path:
+    """Where checkpoints live: `folder` if given, else build/checkpoints/ (see `grlib.results.build_dir`)."""
+    return Path(folder) if folder is not None else build_dir() / "checkpoints"
+
+
+def checkpoint_path(name: str, settings: dict, folder: str | os.PathLike | None = None) -> Path:
+    return checkpoint_folder(folder) / f"{name}-{settings_key(settings)}.pt"
 
 
 def save_checkpoint(path: Path, settings: dict, state: dict) -> None:
-    """Write atomically (temp file + rename), so a crash never leaves half a checkpoint."""
+    """Write atomically: a temporary file of this writer's own in the same folder, then a rename, so a crash never
+    leaves half a checkpoint and two processes saving the same one never mix their bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"settings_key": settings_key(settings), "state": state}, tmp)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"settings_key": settings_key(settings), "state": state}, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: Path, settings: dict) -> dict | None:
     """The cached state, or None if absent; a corrupt or mismatched file is reported, set aside, and not trusted."""
-    if not path.exists():
-        return None
+    identity = None
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(saved, dict) or saved.get("settings_key") != settings_key(settings):
-            raise ValueError("its settings do not match the ones requested")
-        return saved["state"]
-    except Exception as e:
-        bad = path.with_suffix(".corrupt")
-        os.replace(path, bad)
-        warnings.warn(f"checkpoint {path} could not be used ({e}); moved it to {bad.name} and retraining.",
-                      stacklevel=2)
+        with open(path, "rb") as f:
+            identity = os.fstat(f.fileno())
+            saved = torch.load(f, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
         return None
+    except Exception as e:
+        return _set_aside(path, identity, f"it could not be read ({e})")
+    if not isinstance(saved, dict) or saved.get("settings_key") != settings_key(settings):
+        return _set_aside(path, identity, "its settings do not match the ones requested")
+    return saved["state"]
 
 
-def cached(name: str, settings: dict, compute: Callable[[], dict]) -> dict:
+def _set_aside(path: Path, identity: os.stat_result | None, reason: str) -> None:
+    """Move the unusable file that was read to <name>.corrupt and warn; if another process has meanwhile replaced or
+    moved it, leave its file alone."""
+    bad = path.with_suffix(".corrupt")
+    try:
+        now = os.stat(path)
+        if identity is not None and (now.st_ino, now.st_dev) == (identity.st_ino, identity.st_dev):
+            os.replace(path, bad)
+    except FileNotFoundError:
+        pass
+    warnings.warn(f"checkpoint {path} could not be used: {reason}; moved it to {bad.name} and retraining.",
+                  stacklevel=3)
+    return None
+
+
+def cached(name: str, settings: dict, compute: Callable[[], dict], folder: str | os.PathLike | None = None) -> dict:
     """The state saved under `name` for these settings if there is one, else `compute()`, saved for next time."""
-    path = checkpoint_path(name, settings)
+    path = checkpoint_path(name, settings, folder)
     state = load_checkpoint(path, settings)
     if state is None:
         state = compute()

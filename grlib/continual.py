@@ -1,6 +1,7 @@
 """The continual-learning loop: learn task t, evaluate on every task, fill the accuracy matrix (notebook 01)."""
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -110,17 +111,17 @@ def _first_seen(stream: TaskStream) -> list[int]:
 
 
 def run(strategy, stream: TaskStream, cache: bool = True, progress: bool = True,
-        eval_every: int | None = None) -> RunResult:
+        eval_every: int | None = None, folder: str | os.PathLike | None = None) -> RunResult:
     """Train `strategy` task by task on `stream`, evaluating on all tasks after each one
     (and every `eval_every` steps within a task, into `result.trace`).
 
-    With `cache`, the strategy's state after each task is saved under build/checkpoints/
-    and reused by a later run with the same settings (so a crash loses at most one task)."""
+    With `cache`, the strategy's state after each task is saved in `folder` (default: build/checkpoints/) and reused
+    by a later run with the same settings and data (so a crash loses at most one task)."""
     result = RunResult(strategy.name, stream.name, test_sizes=[len(task.test_y) for task in stream],
                        first_seen=_first_seen(stream))
     for t in range(len(stream)):
         settings = {**strategy.settings(), **stream.settings, "task": t, "eval_every": eval_every}
-        path = checkpoint_path(f"{strategy.name}-{stream.name}-task{t + 1}", settings)
+        path = checkpoint_path(f"{strategy.name}-{stream.name}-task{t + 1}", settings, folder)
         saved = load_checkpoint(path, settings) if cache else None
         if saved is not None:
             strategy.load_state_dict(saved["strategy"])

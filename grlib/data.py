@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,46 @@ def load(name: str, train: bool = True, root: str | os.PathLike | None = None,
     return x.to(device), y.to(device)
 
 
+@functools.lru_cache(maxsize=16)
+def _fingerprint_cpu(name: str, train: bool, root: Path, download: bool) -> str:
+    x, y = _load_cpu(name, train, root, download)
+    h = hashlib.blake2b(digest_size=8)
+    for tensor in (x, y):
+        h.update(tensor.contiguous().numpy())
+    return h.hexdigest()
+
+
+def fingerprint(name: str, train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> str:
+    """A short hash of one split's images and labels as loaded: models trained on other data never share a cache
+    key with these (`grlib.continual.run` puts it in the key)."""
+    return _fingerprint_cpu(name, train, find_root(name, train, root), download)
+
+
+def holdout(x: Tensor, y: Tensor, fraction: float, seed: int = 0) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """Split a training set into (train, validation): a random `fraction` of it, the same for every call with this
+    seed, held out to choose settings on, so that the test set is looked at only once, at the end."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the validation fraction must be between 0 and 1, got {fraction}")
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed)).to(y.device)
+    n_val = round(fraction * len(y))
+    keep, val = order[n_val:].sort().values, order[:n_val].sort().values
+    return (x[keep], y[keep]), (x[val], y[val])
+
+
+def _splits(dataset: str, validation: float, root: str | os.PathLike | None,
+            device: torch.device | str) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], dict]:
+    """(train, evaluation) tensors and their settings: the test set, or with `validation` > 0 a held-out part of
+    the training set instead."""
+    train = load(dataset, True, root, device)
+    settings = {"data": fingerprint(dataset, True, root), "validation": validation}
+    if validation:
+        train, evaluation = holdout(*train, validation)
+    else:
+        evaluation = load(dataset, False, root, device)
+        settings["test_data"] = fingerprint(dataset, False, root)
+    return train, evaluation, settings
+
+
 def to_float(x: Tensor) -> Tensor:
     """uint8 pixels in 0..255 -> float in [0, 1]."""
     return x.float().div_(255.0)
@@ -201,33 +242,37 @@ def class_groups(n_classes: int, first: int, per_task: int, order_seed: int | No
 
 def split_stream(dataset: str = "mnist", groups: Sequence[Sequence[int]] | None = None,
                  scenario: str = "class", root: str | os.PathLike | None = None,
-                 device: torch.device | str = "cpu") -> TaskStream:
-    """Class-split tasks: Split-MNIST (5×2 classes) by default, or any list of class groups."""
+                 device: torch.device | str = "cpu", validation: float = 0.0) -> TaskStream:
+    """Class-split tasks: Split-MNIST (5×2 classes) by default, or any list of class groups.
+
+    `validation` > 0: each task is evaluated on that fraction of its training data, held out, instead of the test
+    set (choose settings this way; see `holdout`)."""
     n_classes = dataset_spec(dataset).n_classes
     groups = [list(g) for g in (groups if groups is not None else class_groups(n_classes, 2, 2))]
     flat = [c for g in groups for c in g]
     if not all(groups) or len(set(flat)) != len(flat) or not all(0 <= c < n_classes for c in flat):
         raise ValueError(f"class groups must be non-empty, disjoint and within 0..{n_classes - 1}; got {groups}")
-    train_x, train_y = load(dataset, True, root, device)
-    test_x, test_y = load(dataset, False, root, device)
+    (train_x, train_y), (test_x, test_y), data_settings = _splits(dataset, validation, root, device)
     tasks = []
     for g in groups:
         keep = torch.as_tensor(g, device=train_y.device)
         tr, te = torch.isin(train_y, keep), torch.isin(test_y, keep)
         tasks.append(Task("/".join(map(str, g)), tuple(g), train_x[tr], train_y[tr], test_x[te], test_y[te]))
     name = f"split-{dataset}"
-    return TaskStream(name, scenario, tasks, n_classes, {"stream": name, "groups": groups, "scenario": scenario})
+    return TaskStream(name, scenario, tasks, n_classes,
+                      {"stream": name, "groups": groups, "scenario": scenario, **data_settings})
 
 
 def permuted_stream(dataset: str = "mnist", n_tasks: int = 10, seed: int = 0,
-                    root: str | os.PathLike | None = None, device: torch.device | str = "cpu") -> TaskStream:
+                    root: str | os.PathLike | None = None, device: torch.device | str = "cpu",
+                    validation: float = 0.0) -> TaskStream:
     """Permuted-MNIST: every task is the whole dataset with its pixels shuffled by a fixed permutation.
 
-    Task 1 keeps the original order; one label space, so the scenario is domain-incremental."""
+    Task 1 keeps the original order; one label space, so the scenario is domain-incremental. `validation`: as in
+    `split_stream`."""
     if n_tasks < 1:
         raise ValueError(f"n_tasks must be at least 1, got {n_tasks}")
-    train_x, train_y = load(dataset, True, root, device)
-    test_x, test_y = load(dataset, False, root, device)
+    (train_x, train_y), (test_x, test_y), data_settings = _splits(dataset, validation, root, device)
     n_pixels, n_classes = train_x[0].numel(), dataset_spec(dataset).n_classes
     gen = torch.Generator().manual_seed(seed)
     tasks = []
@@ -240,7 +285,7 @@ def permuted_stream(dataset: str = "mnist", n_tasks: int = 10, seed: int = 0,
         tasks.append(Task(f"perm{t + 1}", tuple(range(n_classes)), permute(train_x), train_y, permute(test_x), test_y))
     name = f"permuted-{dataset}"
     return TaskStream(name, "domain", tasks, n_classes,
-                      {"stream": name, "n_tasks": n_tasks, "seed": seed})
+                      {"stream": name, "n_tasks": n_tasks, "seed": seed, **data_settings})
 
 
 def _as_rgb32(x: Tensor) -> Tensor:
@@ -264,7 +309,8 @@ def domain_stream(datasets: Sequence[str] = ("mnist", "fashion-mnist"), root: st
     if len({task.classes for task in tasks}) != 1:
         raise ValueError(f"a domain stream needs one label space; {', '.join(datasets)} differ in their classes")
     stream_name = "→".join(datasets)
-    return TaskStream(stream_name, "domain", tasks, len(tasks[0].classes), {"stream": stream_name})
+    fingerprints = [fingerprint(name, train, root) for name in datasets for train in (True, False)]
+    return TaskStream(stream_name, "domain", tasks, len(tasks[0].classes), {"stream": stream_name, "data": fingerprints})
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator, device: torch.device | str) -> Tensor:

@@ -1,16 +1,15 @@
 """WGAN-GP (Gulrajani et al. 2017): convolutional generator and critic, gradient penalty, training, sampling (notebook 03)."""
 from __future__ import annotations
 
-import math
-from typing import Callable
-
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .generators import Sampler
+from .guards import TrainingDivergedError, check_loss
+from .rng import seeded
 
-class TrainingDivergedError(RuntimeError):
-    """A loss became NaN/inf or exploded: the run is stopped instead of producing garbage."""
+__all__ = ["Generator", "Critic", "gradient_penalty", "WGANGP", "train_with_snapshots", "TrainingDivergedError"]
 
 
 def _upsample(c_in: int, c_out: int) -> list[nn.Module]:
@@ -65,14 +64,16 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
 
 
 class WGANGP:
-    """A generator and its critic, trained with the WGAN-GP objective; images in [0, 1] outside, [-1, 1] inside."""
+    """A generator and its critic, trained with the WGAN-GP objective; images in [0, 1] outside, [-1, 1] inside.
+
+    Implements `grlib.generators.Generator` (unconditional: it cannot be asked for classes)."""
 
     def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), z_dim: int = 64, width: int = 32,
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.9), critic_steps: int = 5,
                  gp_weight: float = 10.0, device: torch.device | str = "cpu", seed: int = 0):
-        torch.manual_seed(seed)
-        self.generator = Generator(image_shape, z_dim, width).to(device)
-        self.critic = Critic(image_shape, width).to(device)
+        with seeded(seed):  # the initial weights depend on the seed alone
+            self.generator = Generator(image_shape, z_dim, width).to(device)
+            self.critic = Critic(image_shape, width).to(device)
         self.z_dim, self.critic_steps, self.gp_weight, self.device = z_dim, critic_steps, gp_weight, torch.device(device)
         self.settings = {"image_shape": list(image_shape), "z_dim": z_dim, "width": width, "lr": lr,
                          "betas": list(betas), "critic_steps": critic_steps, "gp_weight": gp_weight, "seed": seed}
@@ -98,27 +99,29 @@ class WGANGP:
         self.opt_g.step()
         return loss.item()
 
-    def train(self, sample_real: Callable[[int], Tensor], iters: int, batch_size: int = 64,
-              progress: bool = True, desc: str = "WGAN-GP") -> dict[str, list[float]]:
-        """`iters` generator steps, each after `critic_steps` critic steps; `sample_real(n)` gives images in [0, 1]."""
+    def train(self, sample_real: Sampler, iters: int, batch_size: int = 64, progress: bool = True,
+              desc: str = "WGAN-GP") -> dict[str, list[float]]:
+        """`iters` generator steps, each after `critic_steps` critic steps; `sample_real(n)` gives (images in [0, 1],
+        labels), and the labels are not used."""
         history: dict[str, list[float]] = {"critic_loss": [], "generator_loss": [], "wasserstein": []}
+        hint = f"lower the learning rate (now {self.settings['lr']}) or check that the images are in [0, 1]"
         self.generator.train()
         for it in tqdm(range(iters), desc=desc, disable=not progress, leave=False):
             for _ in range(self.critic_steps):
-                d_loss, w_est = self.critic_step(sample_real(batch_size) * 2 - 1)
+                d_loss, w_est = self.critic_step(sample_real(batch_size)[0] * 2 - 1)
             g_loss = self.generator_step(batch_size)
-            if not all(math.isfinite(v) and abs(v) < 1e6 for v in (d_loss, g_loss)):
-                raise TrainingDivergedError(
-                    f"WGAN-GP diverged at generator step {it}: critic loss {d_loss:.3g}, generator loss {g_loss:.3g}. "
-                    f"Lower the learning rate (now {self.settings['lr']}) or check that the images are in [0, 1].")
+            check_loss(d_loss, f"{desc} (critic)", it, hint, limit=1e6)
+            check_loss(g_loss, f"{desc} (generator)", it, hint, limit=1e6)
             history["critic_loss"].append(d_loss)
             history["generator_loss"].append(g_loss)
             history["wasserstein"].append(w_est)
         return history
 
     @torch.no_grad()
-    def sample(self, n: int, batch: int = 1000) -> Tensor:
-        """n generated images in [0, 1], N×C×H×W."""
+    def sample(self, n: int, y: Tensor | None = None, batch: int = 1000) -> Tensor:
+        """n generated images in [0, 1], N×C×H×W. The GAN is unconditional: asking for classes `y` is an error."""
+        if y is not None:
+            raise ValueError("an unconditional WGAN-GP cannot draw given classes; label its samples with a solver")
         self.generator.eval()
         out = [self.generator(torch.randn(min(batch, n - i), self.z_dim, device=self.device)) for i in range(0, n, batch)]
         self.generator.train()
@@ -135,7 +138,7 @@ class WGANGP:
         self.opt_d.load_state_dict(state["opt_d"])
 
 
-def train_with_snapshots(wgan: WGANGP, sample_real: Callable[[int], Tensor], iters: int, batch_size: int = 64,
+def train_with_snapshots(wgan: WGANGP, sample_real: Sampler, iters: int, batch_size: int = 64,
                          n_snapshots: int = 5, seed: int = 0, progress: bool = True) -> dict:
     """Train `wgan`, drawing the same 64 latent vectors at `n_snapshots` points; returns its state, the loss
     history and the snapshots {step: images in [0, 1]} (notebook 03)."""

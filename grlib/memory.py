@@ -8,8 +8,6 @@ from torch import Tensor
 class Buffer:
     """A fixed budget of stored samples: uint8 images and int64 labels, on the device of the data."""
 
-    kind = "buffer"
-
     def __init__(self, capacity: int):
         if capacity <= 0:
             raise ValueError(f"a replay buffer needs room for at least one sample; got capacity {capacity}")
@@ -53,8 +51,6 @@ class ClassBalancedBuffer(Buffer):
     Slots go to (task, class) groups, so when a class comes back in a later task (domain-IL) its slots are
     shared equally between the tasks that showed it."""
 
-    kind = "class-balanced"
-
     def __init__(self, capacity: int, n_classes: int):
         super().__init__(capacity)
         if capacity < n_classes:
@@ -82,6 +78,9 @@ class ClassBalancedBuffer(Buffer):
         self.x, self.y, self.group = all_x[keep], all_y[keep], all_group[keep]
         self.tasks_added += 1
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(capacity={self.capacity}, n_classes={self.n_classes})"
+
     def _extra_state(self) -> dict:
         return {"group": self.group, "tasks_added": self.tasks_added}
 
@@ -92,8 +91,6 @@ class ClassBalancedBuffer(Buffer):
 
 class ReservoirBuffer(Buffer):
     """Reservoir sampling (Vitter 1985): after n samples offered, each one is stored with probability capacity / n."""
-
-    kind = "reservoir"
 
     def __init__(self, capacity: int):
         super().__init__(capacity)

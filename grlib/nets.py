@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .rng import seeded
+
 
 @functools.lru_cache(maxsize=1)
 def pick_device() -> torch.device:
@@ -60,12 +62,14 @@ SOLVERS = {"mlp": MLP, "cnn": SmallCNN}
 
 def make_solver(name: str, image_shape: tuple[int, ...], n_classes: int, seed: int = 0,
                 device: torch.device | None = None) -> nn.Module:
-    """A freshly initialised solver (seeded), on the course's device."""
+    """A freshly initialised solver whose weights depend on `seed` alone, on the course's device."""
     if name not in SOLVERS:
         raise ValueError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
-    torch.manual_seed(seed)
-    return SOLVERS[name](image_shape=tuple(image_shape), n_classes=n_classes).to(device or pick_device())
+    with seeded(seed):
+        solver = SOLVERS[name](image_shape=tuple(image_shape), n_classes=n_classes)
+    return solver.to(device or pick_device())
 
 
 def count_parameters(model: nn.Module) -> int:
+    """The number of weights (multiply by 4 for float32 bytes)."""
     return sum(p.numel() for p in model.parameters())

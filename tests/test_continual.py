@@ -96,8 +96,12 @@ def test_cache_reuses_checkpoints_and_retrains_corrupt_ones(tmp_path):
     first = continual.run(Finetune(small_solver(), iters=30, batch_size=8), stream, progress=False)
     files = sorted((checkpoints.build_dir() / "checkpoints").glob("finetune-synthetic-task*.pt"))
     assert len(files) == 2
-    again = continual.run(Untrainable(small_solver(seed=7), iters=30, batch_size=8), stream, progress=False)
+    trained = Finetune(small_solver(), iters=30, batch_size=8)
+    continual.run(trained, stream, cache=False, progress=False)
+    loaded = Untrainable(small_solver(), iters=30, batch_size=8)
+    again = continual.run(loaded, stream, progress=False)
     assert again.R == first.R and again.losses == first.losses  # loaded, weights and all
+    assert all(torch.equal(p, q) for p, q in zip(loaded.solver.parameters(), trained.solver.parameters()))
 
     files[1].write_bytes(b"not a checkpoint")
     with pytest.warns(UserWarning, match="could not be used"):

@@ -3,8 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from grlib import diffusion
-from grlib.gan import TrainingDivergedError
+from grlib import diffusion, sampling
+from grlib.guards import TrainingDivergedError
+from grlib.unet import UNet
 
 
 def test_schedules():
@@ -15,7 +16,7 @@ def test_schedules():
 
 
 def test_q_sample_is_the_closed_form_forward_process():
-    d = diffusion.Diffusion(diffusion.UNet(ch=8), T=100)
+    d = diffusion.Diffusion(UNet(ch=8), T=100)
     x0, eps = torch.rand(4, 1, 28, 28) * 2 - 1, torch.randn(4, 1, 28, 28)
     t = torch.tensor([0, 10, 50, 99])
     ab = torch.cumprod(1 - diffusion.linear_betas(100), 0).float()[t].view(-1, 1, 1, 1)
@@ -38,7 +39,7 @@ class Constant(nn.Module):
 
 @pytest.mark.parametrize("prediction", ["eps", "x0"])
 def test_loss_targets_the_chosen_parameterisation(prediction):
-    d = diffusion.Diffusion(diffusion.UNet(ch=8), T=50, prediction=prediction)
+    d = diffusion.Diffusion(UNet(ch=8), T=50, prediction=prediction)
     x0 = torch.rand(3, 1, 28, 28) * 2 - 1
     torch.manual_seed(0)
     loss = d.loss(x0)
@@ -69,7 +70,7 @@ def test_samplers_recover_the_one_image_an_oracle_denoiser_knows():
 
 
 def test_ddim_is_deterministic_given_the_seed():
-    d = diffusion.Diffusion(diffusion.UNet(ch=8), T=100)
+    d = diffusion.Diffusion(UNet(ch=8), T=100)
     torch.manual_seed(3)
     a = d.sample(2, steps=5)
     torch.manual_seed(3)
@@ -91,66 +92,81 @@ class NoisyBrightness(nn.Module):
         return Brightness()((x + 1) / 2)
 
 
-@pytest.mark.parametrize("guide, prediction", [(diffusion.solver_guide(Brightness()), "x0"),
-                                               (diffusion.noisy_classifier_guide(NoisyBrightness()), "eps")],
+@pytest.mark.parametrize("guide, prediction", [(sampling.SolverGuide(Brightness(), 50.0), "x0"),
+                                               (sampling.NoisyClassifierGuide(NoisyBrightness(), 50.0), "eps")],
                          ids=["solver-on-x0", "noisy-classifier-on-xt"])
 def test_guidance_pulls_samples_towards_the_requested_class(guide, prediction):
     d = diffusion.Diffusion(Constant(torch.zeros(1, 28, 28)), T=100, prediction=prediction)  # knows no digits
     brightness = {}
     for c in (0, 1):
         torch.manual_seed(0)  # the same starting noise for both requests
-        brightness[c] = d.sample(4, steps=10, y=torch.full((4,), c), guide=guide, scale=50.0).flatten(1).mean(1)
+        brightness[c] = d.sample(4, torch.full((4,), c), steps=10, guide=guide).flatten(1).mean(1)
     assert (brightness[1] > brightness[0] + 0.05).all()  # asked for "bright", it draws brighter
 
 
 def test_unet_shapes_and_conditioning():
     for shape in ((1, 28, 28), (3, 32, 32)):
-        net = diffusion.UNet(shape, ch=8, n_classes=10)
+        net = UNet(shape, ch=8, n_classes=10)
         x = torch.randn(2, *shape)
         out = net(x, torch.tensor([1, 500]), torch.tensor([3, 7]))
         assert out.shape == x.shape
         assert not torch.allclose(out, net(x, torch.tensor([1, 500]), torch.tensor([4, 7])))
     with pytest.raises(ValueError, match="28×28 or 32×32"):
-        diffusion.UNet((1, 64, 64))
+        UNet((1, 64, 64))
 
 
 def test_training_lowers_the_loss_and_nan_is_an_error():
     torch.manual_seed(0)
-    d = diffusion.Diffusion(diffusion.UNet(ch=8), T=100, prediction="x0", lr=3e-3)
+    d = diffusion.Diffusion(UNet(ch=8), T=100, prediction="x0", lr=3e-3)
     images = torch.zeros(8, 1, 28, 28)
     images[:, :, 8:20, 8:20] = 1.0
-    history = d.train(lambda n: images[:n], iters=60, batch_size=8, progress=False)["loss"]
+    unlabelled = torch.zeros(8, dtype=torch.long)
+    history = d.train(lambda n: (images[:n], unlabelled[:n]), iters=60, batch_size=8, progress=False)["loss"]
     assert sum(history[-10:]) / 10 < 0.5 * sum(history[:10]) / 10
-    with pytest.raises(TrainingDivergedError, match="became nan"):
-        d.train(lambda n: torch.full((n, 1, 28, 28), float("nan")), iters=2, batch_size=2, progress=False)
+    with pytest.raises(TrainingDivergedError, match="became nan at step 0"):
+        d.train(lambda n: (torch.full((n, 1, 28, 28), float("nan")), unlabelled[:n]), iters=2, batch_size=2,
+                progress=False)
     with pytest.raises(ValueError, match="schedule"):
-        diffusion.Diffusion(diffusion.UNet(ch=8), schedule="quadratic")
+        diffusion.Diffusion(UNet(ch=8), schedule="quadratic")
 
 
 def test_ema_weights_sample_and_the_trained_weights_come_back():
     torch.manual_seed(0)
-    d = diffusion.Diffusion(diffusion.UNet(ch=8), T=50, prediction="x0", lr=1e-2, ema_decay=0.9)
+    d = diffusion.Diffusion(UNet(ch=8), T=50, prediction="x0", lr=1e-2, ema_decay=0.9)
     before = {k: v.clone() for k, v in d.model.state_dict().items()}
-    d.train(lambda n: torch.rand(n, 1, 28, 28), iters=20, batch_size=4, progress=False)
+    d.train(lambda n: (torch.rand(n, 1, 28, 28), torch.zeros(n, dtype=torch.long)), iters=20, batch_size=4,
+            progress=False)
     trained = {k: v.clone() for k, v in d.model.state_dict().items()}
+    averaged = d.sampling_network.state_dict()
     key = "inp.weight"
-    # the average lies between the start and the trained weights, closer to the latter
-    assert 0 < (d.ema[key] - before[key]).norm() < (trained[key] - before[key]).norm()
+    # the average lies between the start and the trained weights, closer to the latter, and is not the latter
+    assert 0 < (averaged[key] - trained[key]).norm() < (before[key] - trained[key]).norm()
+    assert d.sampling_network is not d.model
     d.sample(2, steps=3)
     assert all(torch.equal(v, trained[k]) for k, v in d.model.state_dict().items())
-    copy = diffusion.Diffusion(diffusion.UNet(ch=8), T=50, prediction="x0", ema_decay=0.9)
+    copy = diffusion.Diffusion(UNet(ch=8), T=50, prediction="x0", ema_decay=0.9)
     copy.load_state_dict(d.state_dict())
     torch.manual_seed(1)
     a = d.sample(2, steps=3)
     torch.manual_seed(1)
-    assert torch.equal(a, copy.sample(2, steps=3)) and copy.ema_steps == 20
+    assert torch.equal(a, copy.sample(2, steps=3)) and int(copy.ema.n_averaged) == 20
+
+
+def test_the_ema_decay_warms_up_then_holds():
+    averaged, current = [torch.zeros(3)], [torch.ones(3)]
+    update = diffusion.ema_with_warmup(0.9)
+    update(averaged, current, torch.tensor(1))  # d = min(0.9, 2/11): mostly the new weights
+    assert torch.allclose(averaged[0], torch.full((3,), 1 - 2 / 11))
+    averaged = [torch.zeros(3)]
+    update(averaged, current, torch.tensor(1000))  # d = 0.9
+    assert torch.allclose(averaged[0], torch.full((3,), 0.1))
 
 
 def test_the_unet_initialisation_depends_on_its_seed_alone():
     torch.manual_seed(123)
-    a = diffusion.UNet(ch=8, seed=1)
+    a = UNet(ch=8, seed=1)
     torch.randn(1000)  # whatever ran before must not matter
-    b, c = diffusion.UNet(ch=8, seed=1), diffusion.UNet(ch=8, seed=2)
+    b, c = UNet(ch=8, seed=1), UNet(ch=8, seed=2)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert not torch.equal(a.inp.weight, c.inp.weight)
     assert diffusion.Diffusion(c).settings["seed"] == 2

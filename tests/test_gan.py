@@ -45,10 +45,10 @@ def test_unsupported_size_is_an_error():
         gan.Generator((1, 64, 64))
 
 
-def half_white(n: int) -> torch.Tensor:
+def half_white(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.zeros(n, 1, 28, 28)
     x[..., :14] = 1.0
-    return x
+    return x, torch.zeros(n, dtype=torch.long)
 
 
 def test_training_moves_samples_towards_the_data():
@@ -64,8 +64,24 @@ def test_training_moves_samples_towards_the_data():
 
 def test_nan_data_stops_training_with_a_clear_error():
     model = gan.WGANGP((1, 28, 28), z_dim=8, width=8)
-    with pytest.raises(gan.TrainingDivergedError, match="diverged at generator step 0"):
-        model.train(lambda n: torch.full((n, 1, 28, 28), float("nan")), iters=3, batch_size=4, progress=False)
+    with pytest.raises(gan.TrainingDivergedError, match="critic.*loss became nan at step 0"):
+        model.train(lambda n: (torch.full((n, 1, 28, 28), float("nan")), torch.zeros(n, dtype=torch.long)), iters=3,
+                    batch_size=4, progress=False)
+
+
+def test_an_unconditional_gan_refuses_to_draw_given_classes():
+    with pytest.raises(ValueError, match="cannot draw given classes"):
+        gan.WGANGP(z_dim=8, width=8).sample(2, torch.tensor([0, 1]))
+
+
+def test_initial_weights_depend_on_the_seed_alone_and_leave_the_global_rng_alone():
+    torch.manual_seed(5)
+    expected_next = torch.rand(3)
+    torch.manual_seed(5)
+    a = gan.WGANGP(z_dim=8, width=8, seed=2)
+    assert torch.equal(torch.rand(3), expected_next)  # the constructor did not move the global RNG
+    b = gan.WGANGP(z_dim=8, width=8, seed=2)
+    assert all(torch.equal(p, q) for p, q in zip(a.generator.parameters(), b.generator.parameters()))
 
 
 def test_state_round_trip():

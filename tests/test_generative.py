@@ -1,6 +1,7 @@
 """Generative replay's mechanics, with a stand-in generator that replays what it was shown."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from grlib import continual
 from grlib.strategies import DGR, Finetune
@@ -20,17 +21,18 @@ class Memorizer:
 
     def train(self, sample_real, iters, batch_size, progress=True, desc=""):
         for _ in range(iters):
-            batch = sample_real(batch_size)
+            batch, _ = sample_real(batch_size)
             self.batches.append(batch)
             self.seen.append(batch)
         return {"critic_loss": [0.0] * iters, "generator_loss": [0.0] * iters, "wasserstein": [0.0] * iters}
 
-    def sample(self, n):
+    def sample(self, n, y=None):
+        assert y is None, "an unconditional generator"
         pool = torch.cat(self.seen)
         return pool[torch.randint(len(pool), (n,))]
 
     def state_dict(self):
-        return {"seen": torch.cat(self.seen)}
+        return {"seen": torch.cat(self.seen) if self.seen else torch.empty(0)}
 
     def load_state_dict(self, state):
         self.seen = [state["seen"]]
@@ -98,8 +100,8 @@ class ClassMemory:
     def remember(self, x, y):
         self.images, self.labels = x, y
 
-    def sample(self, n, steps=None, y=None, guide=None, scale=0.0):
-        self.calls.append({"n": n, "steps": steps, "guided": guide is not None, "scale": scale})
+    def sample(self, n, y=None, steps=None, guide=None):
+        self.calls.append({"n": n, "steps": steps, "guided": guide is not None, "scale": guide.scale})
         if y is None:
             return self.images[torch.randint(len(self.images), (n,))]
         return torch.stack([self.images[(self.labels == c).nonzero()[0, 0]] for c in y.tolist()])
@@ -143,3 +145,37 @@ def test_black_point_blackens_the_faint_background_of_the_replay_only():
     assert set(dgr.samples[0].unique().tolist()) == {0, 255}  # the sample grids show what is replayed
     with pytest.raises(ValueError, match="black_point"):
         DGR(small_solver(), Memorizer(), gen_iters=5, black_point=1.0, **KW)
+
+
+@pytest.mark.parametrize("soft_labels", [False, True], ids=["dgr-hard-labels", "ddgr-distillation"])
+def test_generative_replay_trains_on_the_task_il_outputs(soft_labels):
+    """In task-IL every sample, new or replayed, competes only among its own task's classes, as in ER."""
+    from grlib.continual import scenario_logits
+    from grlib.strategies import DDGR
+    from grlib.strategies.replay import distillation
+    stream = synthetic_stream("task")
+    if soft_labels:
+        memory = ClassMemory()
+        memory.remember(torch.cat([t.train_x for t in stream]).float() / 255, torch.cat([t.train_y for t in stream]))
+        strategy = DDGR(small_solver(), memory, gen_iters=3, pool_size=40, soft_labels=True, **KW)
+    else:
+        strategy = DGR(small_solver(), Memorizer(), gen_iters=5, gen_batch_size=8, pool_size=40, **KW)
+    strategy.learn(stream, 0, progress=False)
+    strategy.rng = torch.Generator().manual_seed(0)
+    strategy.before_task(stream, 1)
+    x, y = stream[1].train_x[:6].float() / 255, stream[1].train_y[:6]
+    strategy.rng = torch.Generator().manual_seed(1)
+    loss = strategy.loss(x, y, stream, 1)
+    strategy.rng = torch.Generator().manual_seed(1)
+    x_old, y_old, teacher = strategy.replay_batch(strategy.batch_size)
+    logits = strategy.solver(torch.cat([x, x_old]))
+    masked = scenario_logits(logits, torch.cat([y, y_old]), stream)
+    assert torch.isinf(masked[:6, :2]).all() and torch.isinf(masked[6:, 2:]).all()  # new: 2/3 only; replay: 0/1
+    if soft_labels:
+        replay = distillation(masked[6:], scenario_logits(teacher, y_old, stream), 2.0)
+    else:
+        replay = F.cross_entropy(masked[6:], y_old)
+    expected = 0.5 * F.cross_entropy(masked[:6], y) + 0.5 * replay
+    assert torch.allclose(loss, expected) and torch.isfinite(loss)
+    unmasked = 0.5 * F.cross_entropy(logits[:6], y) + 0.5 * F.cross_entropy(logits[6:], y_old)
+    assert not torch.allclose(loss, unmasked)

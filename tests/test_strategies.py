@@ -101,10 +101,12 @@ def test_si_importance_grows_on_weights_that_reduced_the_loss():
                                   lambda s: strategies.ER(s, ClassBalancedBuffer(8, 4), **KW)], ids=["ewc", "si", "er"])
 def test_strategies_resume_from_the_cache(make):
     stream = synthetic_stream()
-    first = run(make(small_solver()), stream, cache=True)
-    resumed = make(small_solver(seed=3))
+    trained = make(small_solver())
+    first = run(trained, stream, cache=True)
+    resumed = make(small_solver())
     resumed.learn = Untrainable.learn.__get__(resumed)  # any training now would fail the test
     assert run(resumed, stream, cache=True).R == first.R
+    assert all(torch.equal(p, q) for p, q in zip(resumed.solver.parameters(), trained.solver.parameters()))
     continued = make(small_solver(seed=3))
     continued.load_state_dict(resumed.state_dict())  # the loaded state is complete: task 2 again from it
     assert continued.state_dict().keys() == first_state_keys(make)
@@ -119,3 +121,84 @@ def test_bad_hyperparameters_are_errors():
         strategies.EWC(small_solver(), strength=-1)
     with pytest.raises(ValueError, match="SI"):
         strategies.SI(small_solver(), strength=1, damping=0)
+
+
+def test_mas_importance_is_the_mean_absolute_gradient_of_the_squared_output_norm():
+    torch.manual_seed(0)
+    solver = nets.MLP((1, 4, 4), hidden=(8,), n_classes=3)
+    x = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
+    omega = strategies.output_sensitivity(solver, x, chunk=7)
+    expected = {n: torch.zeros_like(p) for n, p in solver.named_parameters()}
+    for image in x.float() / 255:  # one backward pass per image: |∂‖f(x)‖² / ∂θ|
+        solver.zero_grad()
+        solver(image[None]).pow(2).sum().backward()
+        for n, p in solver.named_parameters():
+            expected[n] += p.grad.abs() / 20
+    assert all(torch.allclose(omega[n], expected[n], atol=1e-6) for n in omega)
+
+
+def test_mas_accumulates_importance_and_holds_weights():
+    stream = synthetic_stream()
+    mas = strategies.MAS(small_solver(), strength=1.0, importance_samples=30, **KW)
+    mas.learn(stream, 0, progress=False)
+    first = {n: v.clone() for n, v in mas.importance.items()}
+    assert sum(float(v.sum()) for v in first.values()) > 0
+    mas.learn(stream, 1, progress=False)
+    assert all((mas.importance[n] >= first[n]).all() for n in first)  # Ω ← Ω + Ω_t never shrinks
+
+
+@pytest.mark.parametrize("merge", ["mean", "mode"])
+def test_imm_merges_the_task_networks(merge, monkeypatch):
+    """mean-IMM: θ* = Σ_k θ_k / t; mode-IMM: θ* = Σ_k F_k θ_k / Σ_k F_k, element by element."""
+    def fake_fisher(solver, x, generator):  # an importance that differs from weight to weight
+        return {n: p.detach().abs() + 0.1 for n, p in solver.named_parameters()}
+    monkeypatch.setattr("grlib.strategies.imm.fisher_diagonal", fake_fisher)
+    stream = synthetic_stream()
+    imm = strategies.IMM(small_solver(), merge=merge, **KW)
+    networks = []
+    for t in range(2):
+        imm.learn(stream, t, progress=False)
+        networks.append({n: v.clone() for n, v in imm.task_weights.items()})
+    for n, p in imm.solver.named_parameters():
+        if merge == "mean":
+            expected = (networks[0][n] + networks[1][n]) / 2
+        else:
+            f = [net[n].abs() + 0.1 + imm.fisher_floor for net in networks]
+            expected = (f[0] * networks[0][n] + f[1] * networks[1][n]) / (f[0] + f[1])
+        assert torch.allclose(p, expected, atol=1e-6), n
+    assert not torch.allclose(networks[0]["net.1.weight"], networks[1]["net.1.weight"])
+
+
+def test_imm_trains_each_task_from_the_previous_task_network_not_the_merge():
+    stream = synthetic_stream()
+    imm = strategies.IMM(small_solver(), merge="mean", l2_transfer=1e3, **KW)
+    imm.learn(stream, 0, progress=False)
+    merged = {n: p.detach().clone() for n, p in imm.solver.named_parameters()}
+    imm.before_task(stream, 1)  # weight-transfer
+    assert all(torch.equal(p, imm.task_weights[n]) for n, p in imm.solver.named_parameters())
+    x, y = stream[1].train_x[:8].float() / 255, stream[1].train_y[:8]
+    assert torch.allclose(imm.loss(x, y, stream, 1), F.cross_entropy(imm.solver(x), y))  # at θ_{t−1}: no L2 term
+    with torch.no_grad():
+        for p in imm.solver.parameters():
+            p.add_(0.01)
+    n_weights = sum(p.numel() for p in imm.solver.parameters())
+    l2 = 1e3 * n_weights * 0.01 ** 2  # λ‖θ − θ_{t−1}‖²
+    assert torch.allclose(imm.loss(x, y, stream, 1), F.cross_entropy(imm.solver(x), y) + l2, rtol=1e-4)
+    assert merged.keys() == imm.task_weights.keys()
+    with pytest.raises(ValueError, match="merge 'mean' or 'mode'"):
+        strategies.IMM(small_solver(), merge="median")
+
+
+@pytest.mark.parametrize("make", [lambda s: strategies.MAS(s, strength=1.0, **KW),
+                                  lambda s: strategies.IMM(s, merge="mode", l2_transfer=0.1, **KW)],
+                         ids=["mas", "imm"])
+def test_mas_and_imm_resume_from_the_cache(make):
+    test_strategies_resume_from_the_cache(make)
+
+
+def test_non_finite_hyperparameters_are_errors():
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="lr must be a finite number"):
+            strategies.Finetune(small_solver(), lr=bad)
+        with pytest.raises(ValueError, match="strength must be a finite number"):
+            strategies.MAS(small_solver(), strength=bad)

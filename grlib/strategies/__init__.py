@@ -1,7 +1,10 @@
-"""Continual-learning methods behind one small interface, `Strategy`: learn(stream, t) plus hooks and state."""
+"""Continual-learning methods behind one small interface, `Strategy`: learn(stream, t) plus hooks and state.
+To build one as the course does, use `grlib.recipes.build`."""
 from .base import Finetune, Joint, Strategy
-from .regularization import EWC, SI, fisher_diagonal
-from .generative import DDGR, DGR
-from .replay import ER
+from .generative import DDGR, DGR, GenerativeReplay
+from .imm import IMM
+from .regularization import EWC, MAS, SI, fisher_diagonal, output_sensitivity
+from .replay import ER, Replay
 
-__all__ = ["Strategy", "Finetune", "Joint", "ER", "EWC", "SI", "DGR", "DDGR", "fisher_diagonal"]
+__all__ = ["Strategy", "Finetune", "Joint", "Replay", "ER", "EWC", "SI", "MAS", "IMM", "GenerativeReplay", "DGR",
+           "DDGR", "fisher_diagonal", "output_sensitivity"]

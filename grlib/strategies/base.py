@@ -1,38 +1,72 @@
 """The interface every method shares (`Strategy`), fine-tuning and joint training (notebook 01)."""
 from __future__ import annotations
 
-from typing import Callable
+import math
+from dataclasses import KW_ONLY, dataclass, fields
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..checkpoints import fingerprint
 from ..continual import scenario_logits
 from ..data import TaskStream, batch_indices, to_float
+from ..guards import check_loss
+from ..rng import seeded
 
 
+def key_of(value: Any) -> Any:
+    """What identifies a hyperparameter in the cache key: plain values as they are; a network, generator or buffer
+    by its type, its settings (or repr) and a fingerprint of its initial state."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [key_of(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): key_of(v) for k, v in value.items()}
+    key = {"type": type(value).__qualname__}
+    key["settings" if hasattr(value, "settings") else "repr"] = getattr(value, "settings", None) or repr(value)
+    if hasattr(value, "state_dict"):
+        key["state"] = fingerprint(value.state_dict())
+    return key
+
+
+@dataclass(eq=False, repr=False)
 class Strategy:
     """The interface every method shares; on its own it is plain fine-tuning.
 
-    `learn` runs `iters` Adam steps on task t; a method changes what a step trains on by
-    overriding `training_data` (which real samples), `loss` (what is minimised) and the
-    hooks `before_task` / `after_step` / `after_task`; `state_dict` must hold all it learns."""
+    A strategy is a dataclass: its fields are its hyperparameters, and the checkpoint cache key (`settings`) is
+    derived from all of them, so none can be left out of it. `learn` runs `iters` Adam steps on task t; a method
+    changes what a step trains on by overriding `training_data` (which real samples), `loss` (what is minimised)
+    and the hooks `before_task` / `after_step` / `after_task`; `state_dict` must hold all it learns."""
 
-    name = "strategy"
+    name: ClassVar[str] = "strategy"
+    solver: nn.Module
+    _: KW_ONLY
+    iters: int = 500
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
 
-    def __init__(self, solver: nn.Module, iters: int = 500, batch_size: int = 128, lr: float = 1e-3, seed: int = 0):
-        if iters < 1 or batch_size < 1 or lr <= 0:
-            raise ValueError(f"iters and batch_size must be positive and lr > 0; got {iters}, {batch_size}, {lr}")
-        self.solver, self.iters, self.batch_size, self.lr, self.seed = solver, iters, batch_size, lr, seed
-        self.device = next(solver.parameters()).device
-        self.rng = torch.Generator(device=self.device).manual_seed(seed)  # reseeded per task in `learn`
+    def __post_init__(self) -> None:
+        bad = [f.name for f in fields(self) if isinstance(getattr(self, f.name), float)
+               and not math.isfinite(getattr(self, f.name))]
+        if bad:
+            raise ValueError(f"{type(self).__name__}: {', '.join(bad)} must be a finite number")
+        if self.iters < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"iters and batch_size must be positive and lr > 0; "
+                             f"got {self.iters}, {self.batch_size}, {self.lr}")
+        self.device = next(self.solver.parameters()).device
+        self.rng = torch.Generator(device=self.device).manual_seed(self.seed)  # reseeded per task in `learn`
         self.progress = True
+        # computed now, from the initial state: training changes the weights, not the experiment
+        self._settings = {"method": self.name, **{f.name: key_of(getattr(self, f.name)) for f in fields(self)}}
 
     def settings(self) -> dict:
-        """Everything that changes what is learned: the cache key of `grlib.continual.run`."""
-        return {"method": self.name, "solver": repr(self.solver), "iters": self.iters,
-                "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed}
+        """Every hyperparameter (field) of the strategy: the cache key of `grlib.continual.run`."""
+        return self._settings
 
     def training_data(self, stream: TaskStream, t: int) -> tuple[Tensor, Tensor]:
         return stream[t].train_x, stream[t].train_y
@@ -49,26 +83,29 @@ class Strategy:
 
     def learn(self, stream: TaskStream, t: int, progress: bool = True,
               monitor: Callable[[int], None] | None = None) -> list[float]:
-        """Train on task t; returns the loss of every step. `monitor(step)` is called before each step."""
-        torch.manual_seed(self.seed * 1000 + t)  # each task reproducible on its own, so cached runs resume exactly
-        self.rng = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + t)
-        self.progress = progress
-        self.before_task(stream, t)
-        x_all, y_all = self.training_data(stream, t)
-        optimizer = torch.optim.Adam(self.solver.parameters(), lr=self.lr)
-        losses = []
-        for step in tqdm(range(self.iters), desc=f"{self.name} task {t + 1}/{len(stream)}", disable=not progress,
-                         leave=False):
-            if monitor is not None:
-                monitor(step)
-            idx = batch_indices(len(y_all), self.batch_size, self.rng, self.device)
-            loss = self.loss(to_float(x_all[idx]), y_all[idx], stream, t)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            self.after_step()
-            losses.append(loss.item())
-        self.after_task(stream, t)
+        """Train on task t; returns the loss of every step. `monitor(step)` is called before each step.
+
+        Each task's randomness depends on the seed and t alone, so a run resumed from the cache continues exactly."""
+        with seeded(self.seed * 1000 + t):
+            self.rng = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + t)
+            self.progress = progress
+            self.before_task(stream, t)
+            x_all, y_all = self.training_data(stream, t)
+            optimizer = torch.optim.Adam(self.solver.parameters(), lr=self.lr)
+            desc = f"{self.name} task {t + 1}/{len(stream)}"
+            losses = []
+            for step in tqdm(range(self.iters), desc=desc, disable=not progress, leave=False):
+                if monitor is not None:
+                    monitor(step)
+                idx = batch_indices(len(y_all), self.batch_size, self.rng, self.device)
+                loss = self.loss(to_float(x_all[idx]), y_all[idx], stream, t)
+                losses.append(loss.item())
+                check_loss(losses[-1], desc, step, f"lower the learning rate (now {self.lr:g}) or a penalty's strength")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                self.after_step()
+            self.after_task(stream, t)
         return losses
 
     def state_dict(self) -> dict:
@@ -78,16 +115,18 @@ class Strategy:
         self.solver.load_state_dict(state["solver"])
 
 
+@dataclass(eq=False, repr=False)
 class Finetune(Strategy):
     """Fine-tuning: train on each new task as it comes, nothing else (the lower bound)."""
 
-    name = "finetune"
+    name: ClassVar[str] = "finetune"
 
 
+@dataclass(eq=False, repr=False)
 class Joint(Strategy):
     """The upper bound: at task t, train on all data of tasks 0..t together (it breaks the rules of continual learning)."""
 
-    name = "joint"
+    name: ClassVar[str] = "joint"
 
     def training_data(self, stream: TaskStream, t: int) -> tuple[Tensor, Tensor]:
         return (torch.cat([task.train_x for task in stream.tasks[: t + 1]]),

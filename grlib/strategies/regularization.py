@@ -1,5 +1,8 @@
-"""The model perspective: penalties on moving the weights that mattered, EWC and SI (notebook 01)."""
+"""The model perspective: penalties on moving the weights that mattered — EWC, SI and MAS (notebook 01)."""
 from __future__ import annotations
+
+from dataclasses import KW_ONLY, dataclass
+from typing import Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -9,50 +12,84 @@ from ..data import TaskStream, to_float
 from .base import Strategy
 
 
-def fisher_diagonal(solver: nn.Module, x: Tensor, generator: torch.Generator, chunk: int = 128) -> dict[str, Tensor]:
-    """Diagonal Fisher information F_i = E_x E_{y~p_θ(y|x)} [(∂ log p_θ(y|x) / ∂θ_i)²], one sampled y per image."""
+def per_sample_gradients(solver: nn.Module, images: Tensor, labels: Tensor,
+                         scalar: Callable[[Tensor, Tensor], Tensor]) -> dict[str, Tensor]:
+    """∇_θ scalar(f(x_k; θ), y_k) for every image x_k (in [0, 1]) at once, with torch.func: N × each weight's shape."""
     params = {name: p.detach() for name, p in solver.named_parameters()}
 
-    def log_likelihood(p: dict[str, Tensor], image: Tensor, label: Tensor) -> Tensor:
-        logits = torch.func.functional_call(solver, p, (image.unsqueeze(0),))
-        return -F.cross_entropy(logits, label.unsqueeze(0))  # log p_θ(y | x)
+    def one(p: dict[str, Tensor], image: Tensor, label: Tensor) -> Tensor:
+        return scalar(torch.func.functional_call(solver, p, (image.unsqueeze(0),)), label.unsqueeze(0))
 
-    per_sample_grad = torch.func.vmap(torch.func.grad(log_likelihood), in_dims=(None, 0, 0))
-    fisher = {name: torch.zeros_like(p) for name, p in params.items()}
+    return torch.func.vmap(torch.func.grad(one), in_dims=(None, 0, 0))(params, images, labels)
+
+
+def log_likelihood(logits: Tensor, label: Tensor) -> Tensor:
+    """log p_θ(y | x)."""
+    return -F.cross_entropy(logits, label)
+
+
+def squared_output_norm(logits: Tensor, label: Tensor) -> Tensor:
+    """‖f(x; θ)‖²₂, the squared L2 norm of the network's output (its logits); the label is not used."""
+    return logits.pow(2).sum()
+
+
+def fisher_diagonal(solver: nn.Module, x: Tensor, generator: torch.Generator, chunk: int = 128) -> dict[str, Tensor]:
+    """Diagonal Fisher information F_i = E_x E_{y~p_θ(y|x)} [(∂ log p_θ(y|x) / ∂θ_i)²], one sampled y per image."""
+    fisher = {name: torch.zeros_like(p) for name, p in solver.named_parameters()}
     for i in range(0, len(x), chunk):
         images = to_float(x[i:i + chunk])
         with torch.no_grad():
             probs = torch.softmax(solver(images), -1)
         labels = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # y ~ p_θ(y | x)
-        for name, g in per_sample_grad(params, images, labels).items():
+        for name, g in per_sample_gradients(solver, images, labels, log_likelihood).items():
             fisher[name] += g.pow(2).sum(0) / len(x)
     return fisher
 
 
+def output_sensitivity(solver: nn.Module, x: Tensor, chunk: int = 128) -> dict[str, Tensor]:
+    """MAS importance Ω_i = (1/N) Σ_k |∂ ‖f(x_k; θ)‖²₂ / ∂θ_i| (Aljundi et al. 2018): how much the output moves
+    when weight i moves, averaged over images; unsupervised (no labels)."""
+    omega = {name: torch.zeros_like(p) for name, p in solver.named_parameters()}
+    for i in range(0, len(x), chunk):
+        images = to_float(x[i:i + chunk])
+        unused = torch.zeros(len(images), dtype=torch.long, device=images.device)
+        for name, g in per_sample_gradients(solver, images, unused, squared_output_norm).items():
+            omega[name] += g.abs().sum(0) / len(x)
+    return omega
+
+
+def quadratic_penalty(solver: nn.Module, importance: dict[str, Tensor], anchor: dict[str, Tensor]) -> Tensor:
+    """Σ_i Ω_i (θ_i − θ*_i)²: each weight's distance from its anchor, weighted by its importance."""
+    return sum((importance[n] * (p - anchor[n]).pow(2)).sum() for n, p in solver.named_parameters())
+
+
+def copy_weights(solver: nn.Module) -> dict[str, Tensor]:
+    return {n: p.detach().clone() for n, p in solver.named_parameters()}
+
+
+@dataclass(eq=False, repr=False)
 class EWC(Strategy):
     """Online EWC (Kirkpatrick et al. 2017; Schwarz et al. 2018): hold each weight near its value after the last
     task, in proportion to its Fisher information: L = L_t + (λ/2) Σ_i F̃_i (θ_i − θ*_i)²."""
 
-    name = "ewc"
+    name: ClassVar[str] = "ewc"
+    _: KW_ONLY
+    strength: float
+    decay: float = 1.0
+    fisher_samples: int = 1000
 
-    def __init__(self, solver: nn.Module, strength: float, decay: float = 1.0, fisher_samples: int = 1000, **kwargs):
-        super().__init__(solver, **kwargs)
-        if strength < 0 or not 0 <= decay <= 1 or fisher_samples < 1:
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.strength < 0 or not 0 <= self.decay <= 1 or self.fisher_samples < 1:
             raise ValueError("EWC needs strength λ ≥ 0, decay γ in [0, 1] and fisher_samples ≥ 1")
-        self.strength, self.decay, self.fisher_samples = strength, decay, fisher_samples
         self.fisher: dict[str, Tensor] = {}   # F̃, accumulated over tasks
         self.anchor: dict[str, Tensor] = {}   # θ*, the weights after the last task
-
-    def settings(self) -> dict:
-        return {**super().settings(), "strength": self.strength, "decay": self.decay,
-                "fisher_samples": self.fisher_samples}
 
     def loss(self, x: Tensor, y: Tensor, stream: TaskStream, t: int) -> Tensor:
         loss = super().loss(x, y, stream, t)
         if not self.fisher:
             return loss
-        penalty = sum((self.fisher[n] * (p - self.anchor[n]).pow(2)).sum() for n, p in self.solver.named_parameters())
-        return loss + self.strength / 2 * penalty  # L_t + (λ/2) Σ F̃_i (θ_i − θ*_i)²
+        return loss + self.strength / 2 * quadratic_penalty(self.solver, self.fisher, self.anchor)
 
     def after_task(self, stream: TaskStream, t: int) -> None:
         task = stream[t]
@@ -60,7 +97,7 @@ class EWC(Strategy):
         new = fisher_diagonal(self.solver, task.train_x[idx], self.rng)
         # online EWC: F̃ ← γ F̃ + F_t, one penalty anchored at the latest weights
         self.fisher = {n: self.decay * self.fisher.get(n, 0) + f for n, f in new.items()}
-        self.anchor = {n: p.detach().clone() for n, p in self.solver.named_parameters()}
+        self.anchor = copy_weights(self.solver)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "fisher": self.fisher, "anchor": self.anchor}
@@ -70,33 +107,70 @@ class EWC(Strategy):
         self.fisher, self.anchor = state["fisher"], state["anchor"]
 
 
+@dataclass(eq=False, repr=False)
+class MAS(Strategy):
+    """Memory Aware Synapses (Aljundi et al. 2018): importance is how sensitive the output is to each weight,
+    measured without labels after each task and summed over tasks; L = L_t + λ Σ_i Ω_i (θ_i − θ*_i)²."""
+
+    name: ClassVar[str] = "mas"
+    _: KW_ONLY
+    strength: float
+    importance_samples: int = 1000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.strength < 0 or self.importance_samples < 1:
+            raise ValueError("MAS needs strength λ ≥ 0 and importance_samples ≥ 1")
+        self.importance: dict[str, Tensor] = {}  # Ω, summed over tasks
+        self.anchor: dict[str, Tensor] = {}      # θ*, the weights after the last task
+
+    def loss(self, x: Tensor, y: Tensor, stream: TaskStream, t: int) -> Tensor:
+        loss = super().loss(x, y, stream, t)
+        if not self.importance:
+            return loss
+        return loss + self.strength * quadratic_penalty(self.solver, self.importance, self.anchor)
+
+    def after_task(self, stream: TaskStream, t: int) -> None:
+        task = stream[t]
+        idx = torch.randperm(len(task.train_y), generator=self.rng, device=self.device)[: self.importance_samples]
+        new = output_sensitivity(self.solver, task.train_x[idx])
+        self.importance = {n: self.importance.get(n, 0) + omega for n, omega in new.items()}  # Ω ← Ω + Ω_t
+        self.anchor = copy_weights(self.solver)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "importance": self.importance, "anchor": self.anchor}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.importance, self.anchor = state["importance"], state["anchor"]
+
+
+@dataclass(eq=False, repr=False)
 class SI(Strategy):
     """Synaptic Intelligence (Zenke et al. 2017): each weight's importance Ω_i is its share of the loss decrease
     along the training path; L = L_t + c Σ_i Ω_i (θ_i − θ̃_i)²."""
 
-    name = "si"
+    name: ClassVar[str] = "si"
+    _: KW_ONLY
+    strength: float
+    damping: float = 0.1
 
-    def __init__(self, solver: nn.Module, strength: float, damping: float = 0.1, **kwargs):
-        super().__init__(solver, **kwargs)
-        if strength < 0 or damping <= 0:
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.strength < 0 or self.damping <= 0:
             raise ValueError("SI needs strength c ≥ 0 and damping ξ > 0")
-        self.strength, self.damping = strength, damping
-        params = dict(self.solver.named_parameters())
-        self.importance = {n: torch.zeros_like(p) for n, p in params.items()}       # Ω
-        self.anchor = {n: p.detach().clone() for n, p in params.items()}            # θ̃: weights at the task's start
-        self.path: dict[str, Tensor] = {}                                            # ω, this task's path integral
-        self.previous: dict[str, Tensor] = {}                                        # θ before the current step
-
-    def settings(self) -> dict:
-        return {**super().settings(), "strength": self.strength, "damping": self.damping}
+        self.importance = {n: torch.zeros_like(p) for n, p in self.solver.named_parameters()}  # Ω
+        self.anchor = copy_weights(self.solver)        # θ̃: the weights at the task's start
+        self.path: dict[str, Tensor] = {}              # ω, this task's path integral
+        self.previous: dict[str, Tensor] = {}          # θ before the current step
 
     def loss(self, x: Tensor, y: Tensor, stream: TaskStream, t: int) -> Tensor:
-        penalty = sum((self.importance[n] * (p - self.anchor[n]).pow(2)).sum() for n, p in self.solver.named_parameters())
-        return super().loss(x, y, stream, t) + self.strength * penalty  # L_t + c Σ Ω_i (θ_i − θ̃_i)²
+        return super().loss(x, y, stream, t) + self.strength * quadratic_penalty(self.solver, self.importance,
+                                                                                 self.anchor)
 
     def before_task(self, stream: TaskStream, t: int) -> None:
         self.path = {n: torch.zeros_like(p) for n, p in self.solver.named_parameters()}
-        self.previous = {n: p.detach().clone() for n, p in self.solver.named_parameters()}
+        self.previous = copy_weights(self.solver)
 
     @torch.no_grad()
     def after_step(self) -> None:

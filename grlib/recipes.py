@@ -1,0 +1,188 @@
+"""One recipe per method: `build(method, profile, stream, seed, **overrides)` makes a strategy exactly as the course
+does. The notebooks, `python -m grlib bench` and notebook 07 all build through here, so the same method always has
+the same settings, and so the same checkpoint; a notebook passes the arguments its lesson is about as overrides.
+
+Adding a method: see CONTRIBUTING.md."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, fields
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import continual, data, diffusion, gan, nets
+from .checkpoints import cached
+from .data import TaskStream
+from .memory import ClassBalancedBuffer, ReservoirBuffer
+from .profiles import Profile, get_profile
+from .rng import seeded
+from .strategies import DDGR, DGR, ER, EWC, IMM, MAS, SI, Finetune, Joint, Strategy
+from .unet import UNet
+
+# Penalty strengths chosen on a grid in notebook 01 (quick profile), separately for new classes (class-IL,
+# Split-MNIST) and new domains (domain-IL, Permuted-MNIST), where the same strength cannot serve both.
+STRENGTHS = {
+    "ewc": {"class": 1e9, "domain": 100.0},
+    "si": {"class": 10.0, "domain": 1.0},
+    "mas": {"class": 1.0, "domain": 1.0},
+    "imm": {"class": 1e-4, "domain": 1e-4},  # L2-transfer λ
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every recipe knows: the profile's budgets, the stream, the seed and the solver's architecture."""
+    profile: Profile
+    stream: TaskStream
+    seed: int
+    solver_name: str
+
+    @property
+    def device(self) -> torch.device:
+        return self.stream[0].train_x.device
+
+    def solver(self) -> nn.Module:
+        """A fresh solver, its initial weights set by the seed."""
+        return nets.make_solver(self.solver_name, self.stream.image_shape, self.stream.n_classes, seed=self.seed,
+                                device=self.device)
+
+    def budget(self) -> dict:
+        """Solver steps, batch size, learning rate and seed: Permuted-MNIST has its own steps and rate."""
+        P, permuted = self.profile, self.stream.name.startswith("permuted-")
+        return {"iters": P.perm_iters if permuted else P.iters, "batch_size": P.batch_size,
+                "lr": P.perm_lr if permuted else P.lr, "seed": self.seed}
+
+    def strength(self, method: str) -> float:
+        return STRENGTHS[method]["domain" if self.stream.scenario == "domain" else "class"]
+
+
+def _finetune(c: Context, **kw) -> Strategy:
+    return Finetune(c.solver(), **{**c.budget(), **kw})
+
+
+def _joint(c: Context, **kw) -> Strategy:
+    return Joint(c.solver(), **{**c.budget(), **kw})
+
+
+def _ewc(c: Context, **kw) -> Strategy:
+    return EWC(c.solver(), **{**c.budget(), "strength": c.strength("ewc"), "fisher_samples": c.profile.fisher_samples,
+                              **kw})
+
+
+def _si(c: Context, **kw) -> Strategy:
+    return SI(c.solver(), **{**c.budget(), "strength": c.strength("si"), **kw})
+
+
+def _mas(c: Context, **kw) -> Strategy:
+    return MAS(c.solver(), **{**c.budget(), "strength": c.strength("mas"),
+                              "importance_samples": c.profile.fisher_samples, **kw})
+
+
+def _imm(c: Context, **kw) -> Strategy:
+    return IMM(c.solver(), **{**c.budget(), "l2_transfer": c.strength("imm"),
+                              "fisher_samples": c.profile.fisher_samples, **kw})
+
+
+def _er(c: Context, buffer_size: int = 1000, reservoir: bool = False, **kw) -> Strategy:
+    """`buffer_size` real samples, class-balanced (or chosen by reservoir sampling)."""
+    buffer = ReservoirBuffer(buffer_size) if reservoir else ClassBalancedBuffer(buffer_size, c.stream.n_classes)
+    return ER(c.solver(), kw.pop("buffer", buffer), **{**c.budget(), **kw})
+
+
+def _dgr(c: Context, **kw) -> Strategy:
+    """A convolutional WGAN-GP (notebook 03) whose replay the old solver labels."""
+    wgan = gan.WGANGP(c.stream.image_shape, width=c.profile.gan_width, device=c.device, seed=c.seed)
+    return DGR(c.solver(), kw.pop("generator", wgan), **{**c.budget(), "gen_iters": c.profile.dgr_gen_iters,
+                                                          "pool_size": c.profile.dgr_pool, **kw})
+
+
+def _ddgr(c: Context, **kw) -> Strategy:
+    """A class-conditional DDPM predicting x₀ with an EMA of its weights (notebooks 05-06), guided by the old solver,
+    distilling it on replay, with a black point against the replay's haze."""
+    ddpm = diffusion.Diffusion(UNet(c.stream.image_shape, ch=c.profile.ddpm_ch, n_classes=c.stream.n_classes,
+                                    seed=c.seed), prediction="x0", ema_decay=0.995, device=c.device)
+    return DDGR(c.solver(), kw.pop("generator", ddpm), **{
+        **c.budget(), "gen_iters": c.profile.ddgr_gen_iters, "pool_size": c.profile.ddgr_pool,
+        "sample_steps": c.profile.sample_steps, "guidance_scale": 3.0, "soft_labels": True, "black_point": 0.05,
+        **kw})
+
+
+@dataclass(frozen=True)
+class Method:
+    strategy: type[Strategy]
+    make: Callable[..., Strategy]
+    label: str  # how tables and figures name it
+
+
+METHODS: dict[str, Method] = {
+    "finetune": Method(Finetune, _finetune, "fine-tuning"),
+    "joint": Method(Joint, _joint, "joint (all data)"),
+    "ewc": Method(EWC, _ewc, "EWC"),
+    "si": Method(SI, _si, "SI"),
+    "mas": Method(MAS, _mas, "MAS"),
+    "imm": Method(IMM, _imm, "IMM"),
+    "er": Method(ER, _er, "ER"),
+    "dgr": Method(DGR, _dgr, "DGR (WGAN-GP)"),
+    "ddgr": Method(DDGR, _ddgr, "DDGR (DDPM + guidance)"),
+}
+
+
+def method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def options(name: str) -> list[str]:
+    """What `build` accepts as overrides for a method: its recipe's own options and its strategy's fields."""
+    m = method(name)
+    own = [p for p in inspect.signature(m.make).parameters if p not in ("c", "kw")]
+    return own + [f.name for f in fields(m.strategy) if f.name != "solver"]
+
+
+def build(name: str, profile: Profile | str | None, stream: TaskStream, seed: int = 0, solver: str = "mlp",
+          **overrides) -> Strategy:
+    """The strategy `name` as the course builds it for this profile, stream and seed; `overrides` replace any of
+    its settings (e.g. `build("ewc", P, split, strength=1e3)`, `build("er", P, split, buffer_size=500)`)."""
+    unknown = sorted(set(overrides) - set(options(name)))
+    if unknown:
+        raise ValueError(f"{name} has no setting {', '.join(map(repr, unknown))}; it takes {', '.join(options(name))}")
+    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    return method(name).make(Context(P, stream, seed, solver), **overrides)
+
+
+def judge(profile: Profile | str | None, seed: int = 0, device: torch.device | str | None = None) -> nn.Module:
+    """A CNN trained on all of real MNIST (cached): an independent reader of generated digits, which no replay ever
+    trained (notebooks 03, 05 and 06)."""
+    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    mnist = data.split_stream("mnist", groups=[list(range(10))], device=device or nets.pick_device())
+    cnn = build("finetune", P, mnist, seed, solver="cnn", iters=P.chain_iters)
+    continual.run(cnn, mnist, progress=False)
+    return cnn.solver.eval()
+
+
+def mnist_wgan(profile: Profile | str | None, seed: int = 0, iters: int | None = None,
+               device: torch.device | str | None = None, progress: bool = True) -> tuple[gan.WGANGP, dict]:
+    """The WGAN-GP of notebook 03, trained on all of MNIST for `iters` generator steps (default: the profile's),
+    cached; returns the model and {"history": losses, "snapshots": samples during training}."""
+    P = profile if isinstance(profile, Profile) else get_profile(profile)
+    device = device or nets.pick_device()
+    iters = iters or P.gan_iters
+    x, y = data.load("mnist", device=device)
+    wgan = gan.WGANGP((1, 28, 28), width=P.gan_width, device=device, seed=seed)
+    rng = torch.Generator(device=device).manual_seed(seed)
+
+    def sample_real(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = data.batch_indices(len(y), n, rng, device)
+        return data.to_float(x[idx]), y[idx]
+
+    def train() -> dict:
+        with seeded(seed):
+            return gan.train_with_snapshots(wgan, sample_real, iters, seed=seed, progress=progress)
+
+    settings = {"model": wgan.settings, "data": data.fingerprint("mnist"), "iters": iters, "batch_size": 64}
+    saved = cached("wgan-gp-mnist", settings, train)
+    wgan.load_state_dict(saved["wgan"])
+    return wgan, saved

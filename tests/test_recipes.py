@@ -1,0 +1,104 @@
+"""The method registry: every method builds, bad overrides are errors, and every hyperparameter is in the cache key."""
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+import torch
+
+from grlib import diffusion, gan, nets, recipes
+from grlib.generators import Generator
+from grlib.memory import Buffer, ClassBalancedBuffer
+from grlib.strategies import Strategy
+from grlib.unet import UNet
+from test_continual import synthetic_stream
+
+
+def mnist_shaped_stream():
+    """The synthetic stream of test_continual, padded to 1×28×28 so that the generators accept it."""
+    stream = synthetic_stream()
+    for task in stream:
+        task.train_x = torch.nn.functional.pad(task.train_x, (0, 24, 0, 24))
+        task.test_x = torch.nn.functional.pad(task.test_x, (0, 24, 0, 24))
+    return stream
+
+
+def changed(value, strategy: Strategy):
+    """Another valid value of a hyperparameter, of the same kind."""
+    alternatives = {"equal": "1/t", "1/t": "equal", "mode": "mean", "mean": "mode"}
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value * 0.5 if value else 0.5
+    if isinstance(value, str):
+        return alternatives[value]
+    if isinstance(value, torch.nn.Module):
+        return nets.make_solver("mlp", (1, 28, 28), 4, seed=1)
+    if isinstance(value, Buffer):
+        return ClassBalancedBuffer(value.capacity + 1, 4)
+    if isinstance(value, gan.WGANGP):
+        return gan.WGANGP(width=value.settings["width"], seed=1)
+    if isinstance(value, diffusion.Diffusion):
+        return diffusion.Diffusion(UNet(ch=value.settings["ch"], n_classes=4, seed=1), prediction="x0")
+    raise AssertionError(f"no alternative for {value!r}")
+
+
+@pytest.mark.parametrize("method", list(recipes.METHODS))
+def test_changing_any_hyperparameter_changes_the_cache_key(method):
+    stream = mnist_shaped_stream()
+    strategy = recipes.build(method, "smoke", stream, seed=0)
+    assert isinstance(strategy, recipes.METHODS[method].strategy)
+    assert strategy.settings() == recipes.build(method, "smoke", stream, seed=0).settings()  # stable
+    values = {f.name: getattr(strategy, f.name) for f in fields(strategy)}
+    for name, value in values.items():
+        variant = type(strategy)(**{**values, name: changed(value, strategy)})
+        assert variant.settings() != strategy.settings(), f"{method}: {name} is not in the cache key"
+
+
+def test_the_key_is_taken_before_training_changes_the_weights():
+    stream = mnist_shaped_stream()
+    strategy = recipes.build("finetune", "smoke", stream)
+    before = dict(strategy.settings())
+    strategy.learn(stream, 0, progress=False)
+    assert strategy.settings() == before
+
+
+def test_overrides_reach_the_strategy_and_unknown_ones_are_listed():
+    stream = mnist_shaped_stream()
+    ewc = recipes.build("ewc", "smoke", stream, strength=3.0, iters=7)
+    assert (ewc.strength, ewc.iters) == (3.0, 7)
+    er = recipes.build("er", "smoke", stream, buffer_size=8, reservoir=True)
+    assert type(er.buffer).__name__ == "ReservoirBuffer" and er.buffer.capacity == 8
+    with pytest.raises(ValueError, match="ewc has no setting 'strenght'; it takes .*strength"):
+        recipes.build("ewc", "smoke", stream, strenght=3.0)
+    with pytest.raises(ValueError, match="unknown method 'ewk'; choose one of finetune, joint"):
+        recipes.build("ewk", "smoke", stream)
+
+
+def test_recipes_follow_the_stream_budget_and_scenario():
+    split = mnist_shaped_stream()
+    permuted = mnist_shaped_stream()
+    permuted.name, permuted.scenario = "permuted-synthetic", "domain"
+    P = recipes.get_profile("quick")
+    a, b = recipes.build("ewc", P, split), recipes.build("ewc", P, permuted)
+    assert (a.iters, a.lr, a.strength) == (P.iters, P.lr, recipes.STRENGTHS["ewc"]["class"])
+    assert (b.iters, b.lr, b.strength) == (P.perm_iters, P.perm_lr, recipes.STRENGTHS["ewc"]["domain"])
+
+
+def test_both_generators_implement_the_protocol():
+    assert isinstance(gan.WGANGP(width=8), Generator)
+    assert isinstance(diffusion.Diffusion(UNet(ch=8)), Generator)
+
+
+def test_constructors_leave_the_global_rng_alone():
+    torch.manual_seed(11)
+    expected = torch.rand(4)
+    torch.manual_seed(11)
+    nets.make_solver("mlp", (1, 28, 28), 10, seed=3)
+    UNet(ch=8, seed=3)
+    stream = mnist_shaped_stream()
+    recipes.build("ddgr", "smoke", stream)
+    recipes.build("finetune", "smoke", stream, iters=3).learn(stream, 0, progress=False)
+    assert torch.equal(torch.rand(4), expected)
