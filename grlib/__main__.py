@@ -1,12 +1,12 @@
-"""Command line: `python -m grlib run [--profile P] [--only 00 01] [--out build]` and
-`python -m grlib bench [--profile P] [--seeds N] [--methods ...]`."""
+"""Command line: `python -m grlib run [--profile P] [--only 00 01] [--out build]`,
+`python -m grlib bench [--profile P] [--seeds N] [--methods ...]` and `python -m grlib student --out DIR`."""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from .bench import METHODS, run_bench
-from .course import run_course
+from .course import run_course, write_student_copy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,8 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")
     bench.add_argument("--methods", nargs="+", metavar="M", help=f"a subset of: {', '.join(METHODS)}")
     bench.add_argument("--out", help="build folder (default: $GRLIB_BUILD, else the repository's build/)")
+    student = commands.add_parser("student", help="write the notebooks without their worked solutions, for learners")
+    student.add_argument("--out", required=True, help="folder for the learner's copy")
     args = parser.parse_args(argv)
     try:
+        if args.command == "student":
+            for path in write_student_copy(args.out):
+                print(f"wrote {path}")
+            return 0
         if args.command == "bench":
             run_bench(profile=args.profile, seeds=args.seeds, methods=args.methods, out=args.out)
             return 0

@@ -83,7 +83,7 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     runs = [NotebookRun(nb.stem, "not run") for nb in notebooks]
     log(f"running {len(notebooks)} notebook(s) with profile {chosen_profile!r} into {out_dir}")
-    with _environment(GRLIB_BUILD=str(out_dir), GRLIB_PROFILE=chosen_profile):
+    with _environment(GRLIB_BUILD=str(out_dir), GRLIB_PROFILE=chosen_profile, GRLIB_PROGRESS="text"):
         for nb, run in zip(notebooks, runs):
             log(f"[{nb.stem}] running ...")
             start = time.perf_counter()
@@ -119,9 +119,12 @@ def render_report(out_dir: Path, names: list[str], summary: str) -> Path:
     import nbconvert
     import nbformat
 
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
     report = out_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
     exporter = nbconvert.HTMLExporter()
+    exporter.register_preprocessor(CoalesceStreamsPreprocessor(), enabled=True)  # a progress bar shows as its last line
     links = []
     for name in names:
         body, _ = exporter.from_notebook_node(nbformat.read(out_dir / "notebooks" / name, as_version=4))
@@ -137,3 +140,20 @@ def render_report(out_dir: Path, names: list[str], summary: str) -> Path:
         f"<h1>Generative replay for continual learning: course report</h1><h2>Summary</h2><table>{table}</table>"
         f"<h2>Notebooks</h2><ul>{''.join(links)}</ul>")
     return report / "index.html"
+
+
+def write_student_copy(out: str | os.PathLike, folder: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The notebooks without their worked solutions (every cell tagged `solution`), for learners, written to `out`."""
+    from nbconvert.exporters import NotebookExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    out_dir = Path(out).expanduser().resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    exporter = NotebookExporter()
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={"solution"}), enabled=True)
+    written = []
+    for nb in list_notebooks(folder):
+        body, _ = exporter.from_filename(str(nb))
+        (out_dir / nb.name).write_text(body)
+        written.append(out_dir / nb.name)
+    return written

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
-from tqdm.auto import tqdm
 
 from . import sampling
 from .generators import Sampler
 from .guards import check_loss
+from .progress import bar
 from .unet import UNet
 
 
@@ -105,7 +105,7 @@ class Diffusion:
         losses = []
         hint = f"lower the learning rate (now {self.settings['lr']}) or check that the images are in [0, 1]"
         self.model.train()
-        for it in tqdm(range(iters), desc=desc, disable=not progress, leave=False):
+        for it in bar(range(iters), desc=desc, disable=not progress):
             x, y = sample_real(batch_size)
             loss = self.loss(x * 2 - 1, y if self.conditional else None)
             check_loss(loss.item(), desc, it, hint)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .generators import Sampler
 from .guards import TrainingDivergedError, check_loss
+from .progress import bar
 from .rng import seeded
 
 __all__ = ["Generator", "Critic", "gradient_penalty", "WGANGP", "train_with_snapshots", "TrainingDivergedError"]
@@ -106,7 +106,7 @@ class WGANGP:
         history: dict[str, list[float]] = {"critic_loss": [], "generator_loss": [], "wasserstein": []}
         hint = f"lower the learning rate (now {self.settings['lr']}) or check that the images are in [0, 1]"
         self.generator.train()
-        for it in tqdm(range(iters), desc=desc, disable=not progress, leave=False):
+        for it in bar(range(iters), desc=desc, disable=not progress):
             for _ in range(self.critic_steps):
                 d_loss, w_est = self.critic_step(sample_real(batch_size)[0] * 2 - 1)
             g_loss = self.generator_step(batch_size)

@@ -15,10 +15,10 @@ def _axes(ax: Axes | None, size: tuple[float, float] = (5, 4)) -> Axes:
 
 
 def image_grid(images: Tensor, nrow: int = 10, ax: Axes | None = None, title: str | None = None) -> Axes:
-    """Show images (uint8 0..255 or float 0..1, N×C×H×W) as one grid."""
-    images = images.detach().float().cpu()
-    if images.max() > 1.5:
-        images = images / 255.0
+    """Show images (uint8 0..255, or float in [0, 1]; N×C×H×W) as one grid, as the data is: MNIST's white digits on
+    a black background, separated by white lines."""
+    images = images.detach().cpu()
+    images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     n, c, h, w = images.shape
     rows = -(-n // nrow)
     grid = torch.ones(c, rows * (h + 2), nrow * (w + 2))
@@ -26,7 +26,7 @@ def image_grid(images: Tensor, nrow: int = 10, ax: Axes | None = None, title: st
         r, col = divmod(i, nrow)
         grid[:, r * (h + 2) + 1:r * (h + 2) + 1 + h, col * (w + 2) + 1:col * (w + 2) + 1 + w] = img
     ax = _axes(ax, (nrow * 0.6, rows * 0.6))
-    ax.imshow((grid[0] if c == 1 else grid.permute(1, 2, 0)).numpy(), cmap="gray_r" if c == 1 else None, vmin=0, vmax=1)
+    ax.imshow((grid[0] if c == 1 else grid.permute(1, 2, 0)).numpy(), cmap="gray" if c == 1 else None, vmin=0, vmax=1)
     ax.set_axis_off()
     if title:
         ax.set_title(title)
@@ -62,7 +62,7 @@ def accuracy_curves(curves: Mapping[str, Sequence[float]], ax: Axes | None = Non
     ax.set_ylabel("accuracy on tasks seen (%)")
     ax.set_ylim(0, 102)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)  # outside the axes, never over a curve
     if title:
         ax.set_title(title)
     return ax

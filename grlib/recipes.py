@@ -21,13 +21,14 @@ from .rng import seeded
 from .strategies import DDGR, DGR, ER, EWC, IMM, MAS, SI, Finetune, Joint, Strategy
 from .unet import UNet
 
-# Penalty strengths chosen on a grid in notebook 01 (quick profile), separately for new classes (class-IL,
-# Split-MNIST) and new domains (domain-IL, Permuted-MNIST), where the same strength cannot serve both.
-STRENGTHS = {
-    "ewc": {"class": 1e9, "domain": 100.0},
-    "si": {"class": 10.0, "domain": 1.0},
-    "mas": {"class": 1.0, "domain": 1.0},
-    "imm": {"class": 1e-4, "domain": 1e-4},  # L2-transfer λ
+# Settings of the model-perspective methods, chosen on validation splits (10% of each task's training data held
+# out; quick profile, seed 0; the grids are in notebook 01), separately for new classes (class-IL, Split-MNIST) and
+# new domains (domain-IL, Permuted-MNIST), where one setting cannot serve both. Ties go to the first value tried.
+TUNED: dict[str, dict[str, dict]] = {
+    "ewc": {"class": {"strength": 100.0}, "domain": {"strength": 100.0}},
+    "si": {"class": {"strength": 0.1}, "domain": {"strength": 10.0}},
+    "mas": {"class": {"strength": 0.1}, "domain": {"strength": 0.01}},
+    "imm": {"class": {"merge": "mean", "l2_transfer": 1e-3}, "domain": {"merge": "mode", "l2_transfer": 1e-3}},
 }
 
 
@@ -54,8 +55,9 @@ class Context:
         return {"iters": P.perm_iters if permuted else P.iters, "batch_size": P.batch_size,
                 "lr": P.perm_lr if permuted else P.lr, "seed": self.seed}
 
-    def strength(self, method: str) -> float:
-        return STRENGTHS[method]["domain" if self.stream.scenario == "domain" else "class"]
+    def tuned(self, method: str) -> dict:
+        """The settings chosen on validation for this stream's kind of shift (new domains, or new classes)."""
+        return TUNED[method]["domain" if self.stream.scenario == "domain" else "class"]
 
 
 def _finetune(c: Context, **kw) -> Strategy:
@@ -67,22 +69,22 @@ def _joint(c: Context, **kw) -> Strategy:
 
 
 def _ewc(c: Context, **kw) -> Strategy:
-    return EWC(c.solver(), **{**c.budget(), "strength": c.strength("ewc"), "fisher_samples": c.profile.fisher_samples,
-                              **kw})
+    return EWC(c.solver(), **{**c.budget(), "fisher_samples": c.profile.fisher_samples, **c.tuned("ewc"), **kw})
 
 
 def _si(c: Context, **kw) -> Strategy:
-    return SI(c.solver(), **{**c.budget(), "strength": c.strength("si"), **kw})
+    return SI(c.solver(), **{**c.budget(), **c.tuned("si"), **kw})
 
 
 def _mas(c: Context, **kw) -> Strategy:
-    return MAS(c.solver(), **{**c.budget(), "strength": c.strength("mas"),
-                              "importance_samples": c.profile.fisher_samples, **kw})
+    return MAS(c.solver(), **{**c.budget(), "importance_samples": c.profile.fisher_samples, **c.tuned("mas"), **kw})
 
 
 def _imm(c: Context, **kw) -> Strategy:
-    return IMM(c.solver(), **{**c.budget(), "l2_transfer": c.strength("imm"),
-                              "fisher_samples": c.profile.fisher_samples, **kw})
+    """mode-IMM weighs every weight by its Fisher information, so it needs a finer estimate than EWC's penalty: four
+    times the profile's Fisher sample (2,000 images on the quick profile, the smallest sample within a point of the
+    best on validation: 500 / 2,000 / 5,000 / 10,000 images gave 76.4 / 79.2 / 79.5 / 79.9 on Permuted-MNIST)."""
+    return IMM(c.solver(), **{**c.budget(), "fisher_samples": 4 * c.profile.fisher_samples, **c.tuned("imm"), **kw})
 
 
 def _er(c: Context, buffer_size: int = 1000, reservoir: bool = False, **kw) -> Strategy:

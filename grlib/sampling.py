@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from .progress import bar
 from .unet import timestep_embedding
 
 if TYPE_CHECKING:
@@ -105,12 +105,12 @@ def draw(ddpm: Diffusion, n: int, y: Tensor | None = None, steps: int | None = N
     DDIM over `steps` steps."""
     x = torch.randn(n, *ddpm.model.image_shape, device=ddpm.device)
     if steps is None:
-        for i in tqdm(range(ddpm.T - 1, -1, -1), desc="DDPM", disable=not progress, leave=False):
+        for i in bar(range(ddpm.T - 1, -1, -1), desc="DDPM", disable=not progress):
             x0, _ = denoise(ddpm, x, i, y, guide)
             x = ancestral_step(ddpm, x, i, x0)
         return x
     times = ddim_times(ddpm.T, steps)
-    for k, i in enumerate(tqdm(times, desc="DDIM", disable=not progress, leave=False)):
+    for k, i in enumerate(bar(times, desc="DDIM", disable=not progress)):
         x0, eps = denoise(ddpm, x, i, y, guide)
         x = ddim_step(ddpm, x, i, times[k + 1] if k + 1 < len(times) else None, x0, eps, eta)
     return x
@@ -138,7 +138,7 @@ def train_noisy_classifier(classifier: NoisyClassifier, ddpm: Diffusion,
     """Cross-entropy of p_φ(y | x_t, t) on images noised to a uniformly drawn step t by the forward process."""
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
     losses = []
-    for _ in tqdm(range(iters), desc="noisy classifier", disable=not progress, leave=False):
+    for _ in bar(range(iters), desc="noisy classifier", disable=not progress):
         x0, y = sample_labelled(batch_size)
         t = torch.randint(0, ddpm.T, (len(y),), device=y.device)
         loss = F.cross_entropy(classifier(ddpm.q_sample(x0 * 2 - 1, t, torch.randn_like(x0)), t), y)

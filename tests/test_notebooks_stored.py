@@ -1,5 +1,6 @@
 """Notebooks are stored clean: no outputs, and a tagged parameters cell first with the profile in it."""
 import json
+import re
 
 import pytest
 
@@ -25,3 +26,36 @@ def test_first_code_cell_is_the_tagged_parameters_cell(path):
     code = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
     assert "parameters" in code[0].get("metadata", {}).get("tags", [])
     assert "profile = None" in "".join(code[0]["source"])
+
+
+def markdown(cells: list[dict]) -> list[str]:
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_meets_the_course_standard(path):
+    """Objectives first, an Exercises section with at least three worked solutions, no unfilled placeholders, and
+    lesson text about the subject only (nothing about how the course was made)."""
+    cells = json.loads(path.read_text())["cells"]
+    text = markdown(cells)
+    assert re.search(r"^## Learning objectives", text[0], re.M), "the first cell states the learning objectives"
+    assert re.search(r"\*\*Prerequisites[:.]?\*\*", text[0]) and "Running time" in text[0]
+    assert "| this notebook |" in text[0], "the first cell compares the paper with this notebook"
+    assert any(re.search(r"^## Exercises", t, re.M) for t in text)
+    assert sum("solution" in c.get("metadata", {}).get("tags", []) for c in cells) >= 3
+    everything = "".join("".join(c["source"]) for c in cells)
+    assert "{{" not in everything, "a placeholder was left unfilled"
+    assert not re.search(r"prototype|course's issues|this issue", everything, re.I), "speak about the subject only"
+
+
+def test_the_student_copy_has_no_solutions(tmp_path):
+    from grlib.course import write_student_copy
+
+    written = write_student_copy(tmp_path)
+    assert [p.name for p in written] == [p.name for p in NOTEBOOKS]
+    for original, copy in zip(NOTEBOOKS, written):
+        full, student = json.loads(original.read_text())["cells"], json.loads(copy.read_text())["cells"]
+        solutions = sum("solution" in c.get("metadata", {}).get("tags", []) for c in full)
+        assert solutions >= 3 and len(student) == len(full) - solutions
+        assert not any("solution" in c.get("metadata", {}).get("tags", []) for c in student)
+        assert any(re.search(r"^## Exercises", t, re.M) for t in markdown(student)), "the exercises stay"

@@ -83,8 +83,9 @@ def test_recipes_follow_the_stream_budget_and_scenario():
     permuted.name, permuted.scenario = "permuted-synthetic", "domain"
     P = recipes.get_profile("quick")
     a, b = recipes.build("ewc", P, split), recipes.build("ewc", P, permuted)
-    assert (a.iters, a.lr, a.strength) == (P.iters, P.lr, recipes.STRENGTHS["ewc"]["class"])
-    assert (b.iters, b.lr, b.strength) == (P.perm_iters, P.perm_lr, recipes.STRENGTHS["ewc"]["domain"])
+    assert (a.iters, a.lr, a.strength) == (P.iters, P.lr, recipes.TUNED["ewc"]["class"]["strength"])
+    assert (b.iters, b.lr, b.strength) == (P.perm_iters, P.perm_lr, recipes.TUNED["ewc"]["domain"]["strength"])
+    assert recipes.build("imm", P, split).merge == recipes.TUNED["imm"]["class"]["merge"]
 
 
 def test_both_generators_implement_the_protocol():

@@ -8,12 +8,12 @@ from typing import Any, Callable, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..checkpoints import fingerprint
 from ..continual import scenario_logits
 from ..data import TaskStream, batch_indices, to_float
 from ..guards import check_loss
+from ..progress import bar
 from ..rng import seeded
 
 
@@ -94,7 +94,7 @@ class Strategy:
             optimizer = torch.optim.Adam(self.solver.parameters(), lr=self.lr)
             desc = f"{self.name} task {t + 1}/{len(stream)}"
             losses = []
-            for step in tqdm(range(self.iters), desc=desc, disable=not progress, leave=False):
+            for step in bar(range(self.iters), desc=desc, disable=not progress):
                 if monitor is not None:
                     monitor(step)
                 idx = batch_indices(len(y_all), self.batch_size, self.rng, self.device)

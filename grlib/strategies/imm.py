@@ -6,8 +6,10 @@ from dataclasses import KW_ONLY, dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from ..continual import scenario_logits
 from ..data import TaskStream
 from .base import Strategy
 from .regularization import copy_weights, fisher_diagonal, quadratic_penalty
@@ -15,28 +17,30 @@ from .regularization import copy_weights, fisher_diagonal, quadratic_penalty
 
 @dataclass(eq=False, repr=False)
 class IMM(Strategy):
-    """IMM: each task k trains its own network θ_k, started from θ_{k−1} (weight-transfer) and held near it by
-    λ‖θ − θ_{k−1}‖² (L2-transfer); after every task the networks of tasks 1..t are merged into the one that is
-    evaluated, each with weight α_k = 1/t:
+    """IMM: each task k trains its own network θ_k, started from θ_{k−1} (weight-transfer), held near it by
+    λ‖θ − θ_{k−1}‖² (L2-transfer) and, with `drop_transfer` = p > 0, trained through drop-transfer: each step uses
+    θ̂ = θ_{k−1} + m ⊙ (θ − θ_{k−1}) / (1 − p), m_i ~ Bernoulli(1 − p), dropout that falls back to the previous
+    task's weights. After every task the networks of tasks 1..t are merged into the one that is evaluated, each
+    with weight α_k = 1/t:
     * mean-IMM: θ* = Σ_k α_k θ_k;
     * mode-IMM: θ*_i = Σ_k α_k F_{k,i} θ_{k,i} / Σ_k α_k F_{k,i}, with F_k the diagonal Fisher information of θ_k
-      (a Laplace approximation of each task's posterior; the merge is the mode of their product).
-    (The paper's third transfer technique, drop-transfer, is not implemented.)"""
+      (a Laplace approximation of each task's posterior; the merge is the mode of their product)."""
 
     name: ClassVar[str] = "imm"
     _: KW_ONLY
     merge: str = "mode"
     l2_transfer: float = 0.0
+    drop_transfer: float = 0.0
     fisher_samples: int = 1000
     fisher_floor: float = 1e-8  # added to every F_k, so a weight no task cares about gets the plain mean
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.merge not in ("mean", "mode") or self.l2_transfer < 0 or self.fisher_samples < 1 \
-                or self.fisher_floor <= 0:
-            raise ValueError(f"IMM needs merge 'mean' or 'mode', l2_transfer ≥ 0, fisher_samples ≥ 1 and "
-                             f"fisher_floor > 0; got {self.merge!r}, {self.l2_transfer}, {self.fisher_samples}, "
-                             f"{self.fisher_floor}")
+        if self.merge not in ("mean", "mode") or self.l2_transfer < 0 or not 0 <= self.drop_transfer < 1 \
+                or self.fisher_samples < 1 or self.fisher_floor <= 0:
+            raise ValueError(f"IMM needs merge 'mean' or 'mode', l2_transfer ≥ 0, 0 ≤ drop_transfer < 1, "
+                             f"fisher_samples ≥ 1 and fisher_floor > 0; got {self.merge!r}, {self.l2_transfer}, "
+                             f"{self.drop_transfer}, {self.fisher_samples}, {self.fisher_floor}")
         self.task_weights: dict[str, Tensor] = {}     # θ_{t−1}: the last task's own network, before merging
         self.weighted_sum: dict[str, Tensor] = {}     # Σ_k F_k θ_k (mode) or Σ_k θ_k (mean)
         self.weight_total: dict[str, Tensor] = {}     # Σ_k F_k (mode) or the number of tasks (mean)
@@ -47,8 +51,18 @@ class IMM(Strategy):
                 for n, p in self.solver.named_parameters():
                     p.copy_(self.task_weights[n])
 
+    def dropped_weights(self) -> dict[str, Tensor]:
+        """θ̂ = θ_{k−1} + m ⊙ (θ − θ_{k−1}) / (1 − p), a fresh Bernoulli(1 − p) mask m for every weight."""
+        p = self.drop_transfer
+        return {n: self.task_weights[n] + (torch.rand(w.shape, generator=self.rng, device=self.device) >= p)
+                * (w - self.task_weights[n]) / (1 - p) for n, w in self.solver.named_parameters()}
+
     def loss(self, x: Tensor, y: Tensor, stream: TaskStream, t: int) -> Tensor:
-        loss = super().loss(x, y, stream, t)
+        if self.task_weights and self.drop_transfer > 0:
+            logits = torch.func.functional_call(self.solver, self.dropped_weights(), (x,))
+            loss = F.cross_entropy(scenario_logits(logits, y, stream), y)
+        else:
+            loss = super().loss(x, y, stream, t)
         if not self.task_weights or self.l2_transfer == 0:
             return loss
         ones = {n: torch.ones_like(p) for n, p in self.task_weights.items()}
