@@ -1,4 +1,5 @@
-"""Command line: `python -m grlib run [--profile P] [--only 00 01] [--out build]`,
+"""Command line: `python -m grlib run [--profile P] [--only 00 01] [--out build] [-p NAME VALUE ...]`,
+`python -m grlib sweep NB -p NAME V1 V2 ... [--jobs N] [--dry-run]`,
 `python -m grlib bench [--profile P] [--seeds N] [--methods ...]` and `python -m grlib student --out DIR`."""
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import argparse
 import sys
 
 from .bench import METHODS, run_bench
-from .course import run_course, write_student_copy
+from .course import parse_value, run_course, write_student_copy
+from .sweep import run_sweep
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,11 +18,24 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--profile", help="smoke, quick, full or auto (default: $GRLIB_PROFILE, else auto)")
     run.add_argument("--only", nargs="+", metavar="NB", help="notebooks to run, by number or name (e.g. 00 01)")
     run.add_argument("--out", help="build folder (default: $GRLIB_BUILD, else the repository's build/)")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="a notebook parameter, e.g. -p guidance_scale 1 (passed to the notebooks that declare it)")
     bench = commands.add_parser("bench", help="every method on Split-MNIST over several seeds: build/bench.md")
     bench.add_argument("--profile", help="smoke, quick, full or auto (default: $GRLIB_PROFILE, else auto)")
     bench.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")
     bench.add_argument("--methods", nargs="+", metavar="M", help=f"a subset of: {', '.join(METHODS)}")
     bench.add_argument("--out", help="build folder (default: $GRLIB_BUILD, else the repository's build/)")
+    bench.add_argument("--validation", type=float, default=0.0, metavar="FRACTION",
+                       help="evaluate on this held-out fraction of each task's training data (e.g. 0.1), not the test set")
+    sweep = commands.add_parser("sweep", help="one notebook over a grid of parameters: build/sweeps/<name>/")
+    sweep.add_argument("notebook", help="the notebook, by number or name (e.g. 06)")
+    sweep.add_argument("-p", "--parameter", nargs="+", action="append", default=[], metavar="NAME V",
+                       help="a parameter and its values, e.g. -p guidance_scale 0 1 3 -p seed 0 1 2")
+    sweep.add_argument("--profile", help="smoke, quick, full or auto (default: $GRLIB_PROFILE, else auto)")
+    sweep.add_argument("--jobs", type=int, default=1, help="runs at a time (torch threads are divided between them)")
+    sweep.add_argument("--dry-run", action="store_true", help="print one papermill command a line, run nothing")
+    sweep.add_argument("--name", help="the sweep's folder name (default: the notebook and the parameters)")
+    sweep.add_argument("--out", help="build folder (default: $GRLIB_BUILD, else the repository's build/)")
     student = commands.add_parser("student", help="write the notebooks without their worked solutions, for learners")
     student.add_argument("--out", required=True, help="folder for the learner's copy")
     args = parser.parse_args(argv)
@@ -29,13 +44,28 @@ def main(argv: list[str] | None = None) -> int:
             for path in write_student_copy(args.out):
                 print(f"wrote {path}")
             return 0
-        if args.command == "bench":
-            run_bench(profile=args.profile, seeds=args.seeds, methods=args.methods, out=args.out)
+        if args.command == "sweep":
+            if any(len(p) < 2 for p in args.parameter):
+                raise ValueError("each -p takes a name and at least one value: -p NAME V1 V2 ...")
+            values = {p[0]: [parse_value(v) for v in p[1:]] for p in args.parameter}
+            run_sweep(args.notebook, values, profile=args.profile, out=args.out, jobs=args.jobs,
+                      dry_run=args.dry_run, name=args.name)
             return 0
-        return run_course(profile=args.profile, only=args.only, out=args.out)
+        if args.command == "bench":
+            run_bench(profile=args.profile, seeds=args.seeds, methods=args.methods, out=args.out,
+                      validation=args.validation)
+            return 0
+        parameters = {name: parse_value(value) for name, value in args.parameter}
+        return run_course(profile=args.profile, only=args.only, out=args.out, parameters=parameters)
     except (ValueError, FileNotFoundError) as e:  # bad arguments or a missing dataset: said before anything runs
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:  # a run failed (a benchmark worker, a sweep's run, a diverged training)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume from the models already trained", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -16,14 +16,14 @@ import torch
 
 from . import continual, data, nets, recipes
 from .profiles import get_profile
-from .results import build_dir
+from .course import prepare_out
 
 METHODS = tuple(recipes.METHODS)
 
 
-def _run_one(method: str, profile: str, seed: int, out: str, queue) -> None:
+def _run_one(method: str, profile: str, seed: int, out: str, validation: float, queue) -> None:
     """Worker (a fresh process, so its peak memory is its own): one method, one seed."""
-    stream = data.split_stream("mnist", device=nets.pick_device())
+    stream = data.split_stream("mnist", device=nets.pick_device(), validation=validation)
     start = time.perf_counter()
     result = continual.run(recipes.build(method, profile, stream, seed), stream, progress=False,
                            folder=Path(out) / "checkpoints")
@@ -50,24 +50,27 @@ def bench_table(rows: list[dict], methods: list[str]) -> str:
 
 
 def run_bench(profile: str | None = None, seeds: int = 3, methods: list[str] | None = None,
-              out: str | None = None, log: Callable[[str], None] = print) -> dict:
-    """Run the methods over `seeds` seeds; write bench.json and bench.md into the build folder."""
+              out: str | None = None, log: Callable[[str], None] = print, validation: float = 0.0) -> dict:
+    """Run the methods over `seeds` seeds; write bench.json and bench.md into the build folder. With `validation`
+    (e.g. 0.1), every task is evaluated on that held-out fraction of its training data instead of the test set: for
+    choosing settings."""
     P = get_profile(profile)
     methods = list(methods or METHODS)
     unknown = [m for m in methods if m not in METHODS]
+    if not 0 <= validation < 1:
+        raise ValueError(f"--validation must be a fraction in [0, 1), got {validation}")
     if unknown or seeds < 1:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}" if unknown
                          else f"--seeds must be at least 1, got {seeds}")
-    data.load("mnist"), data.load("mnist", train=False)  # a missing dataset fails here, before any training
-    out_dir = build_dir(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    data.load("mnist"), data.load("mnist", train=False)  # a missing or corrupt dataset fails here, before training
+    out_dir = prepare_out(out)
     context = multiprocessing.get_context("spawn")
     rows = []
     for m in methods:
         for seed in range(seeds):
             log(f"[bench] {m}, seed {seed} ({P.name} profile) ...")
             queue = context.Queue()
-            worker = context.Process(target=_run_one, args=(m, P.name, seed, str(out_dir), queue))
+            worker = context.Process(target=_run_one, args=(m, P.name, seed, str(out_dir), validation, queue))
             worker.start()
             worker.join()
             if worker.exitcode != 0:
@@ -75,9 +78,12 @@ def run_bench(profile: str | None = None, seeds: int = 3, methods: list[str] | N
             rows.append(queue.get())
             log(f"[bench] {m}, seed {seed}: A_T {rows[-1]['A_T']:.1f}, {rows[-1]['train_seconds']:.0f} s of training")
     table = bench_table(rows, methods)
+    evaluated = f"validation split ({validation:.0%} of each task's training data)" if validation else "test set"
     header = (f"# Benchmark: Split-MNIST, class-IL, MLP solver, profile `{P.name}`, {seeds} seed(s), "
-              f"device {nets.pick_device()}\n\n")
-    (out_dir / "bench.md").write_text(header + table)
-    (out_dir / "bench.json").write_text(json.dumps({"profile": P.as_dict(), "seeds": seeds, "runs": rows}, indent=1))
+              f"device {nets.pick_device()}, evaluated on the {evaluated}\n\n")
+    name = "bench-validation" if validation else "bench"
+    (out_dir / f"{name}.md").write_text(header + table)
+    (out_dir / f"{name}.json").write_text(json.dumps({"profile": P.as_dict(), "seeds": seeds, "validation": validation,
+                                                       "runs": rows}, indent=1))
     log(header + table)
     return {"rows": rows, "table": table}

@@ -46,8 +46,13 @@ def fingerprint(state: Any) -> str:
 
 
 def checkpoint_folder(folder: str | os.PathLike | None = None) -> Path:
-    """Where checkpoints live: `folder` if given, else build/checkpoints/ (see `grlib.results.build_dir`)."""
-    return Path(folder) if folder is not None else build_dir() / "checkpoints"
+    """Where checkpoints live: `folder` if given, else $GRLIB_CHECKPOINTS (a sweep's runs share the course's), else
+    build/checkpoints/ (see `grlib.results.build_dir`)."""
+    if folder is not None:
+        return Path(folder)
+    if os.environ.get("GRLIB_CHECKPOINTS"):
+        return Path(os.environ["GRLIB_CHECKPOINTS"]).expanduser().resolve()
+    return build_dir() / "checkpoints"
 
 
 def checkpoint_path(name: str, settings: dict, folder: str | os.PathLike | None = None) -> Path:

@@ -1,15 +1,19 @@
 """`python -m grlib run`: papermill executes the notebooks in order into build/ and writes a summary."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from . import data
 from .data import REPO_ROOT
 from .profiles import get_profile
+from .report import render_report
 from .results import build_dir, load_results
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -18,7 +22,7 @@ NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 @dataclass
 class NotebookRun:
     name: str
-    status: str            # "ok", "failed" or "not run"
+    status: str            # "ok", "failed", "interrupted" or "not run"
     seconds: float = 0.0
     headline: dict | None = None
     error: str = ""
@@ -72,74 +76,117 @@ def write_summary(runs: list[NotebookRun], profile: str, out: Path) -> str:
     return text
 
 
+def prepare_out(out: str | os.PathLike | None) -> Path:
+    """The build folder, created and checked writable; a file or an unwritable place is a one-line ValueError."""
+    out_dir = build_dir(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file; give a folder for the build")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write the build into {out_dir}: {e.strerror or e}; give a writable --out") from None
+    return out_dir
+
+
+def parse_value(text: str) -> Any:
+    """A -p value as Python reads it (3, 0.5, True, None, "mnist,svhn"); anything else is a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def notebook_parameters(nb: Path) -> dict[str, Any]:
+    """The notebook's parameters cell: name -> default value."""
+    import papermill
+
+    return {name: parse_value(p["default"]) for name, p in papermill.inspect_notebook(str(nb)).items()}
+
+
+def check_parameters(notebooks: Sequence[Path], parameters: dict[str, Any]) -> None:
+    """Every parameter must be declared by a chosen notebook, and of its default's type (None takes any value; the
+    notebook's own checks then judge it). Raises ValueError naming the parameter, before anything runs."""
+    declared = {nb.stem: notebook_parameters(nb) for nb in notebooks}
+    for name, value in parameters.items():
+        owners = {stem: params[name] for stem, params in declared.items() if name in params}
+        if not owners:
+            listing = "; ".join(f"{stem}: {', '.join(params)}" for stem, params in declared.items())
+            raise ValueError(f"no chosen notebook has a parameter {name!r}; their parameters are {listing}")
+        for stem, default in owners.items():
+            kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
+            if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+                raise ValueError(f"parameter {name} = {value!r} of {stem} must be a {type(default).__name__} "
+                                 f"(its default is {default!r})")
+
+
+def logging_kernel_manager(log: Path) -> type:
+    """A kernel manager whose kernels write their own log (stderr) to `log` instead of the terminal, so that a run
+    prints only its own lines (a kernel shut down by Ctrl-C otherwise prints a traceback there)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggingKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:
+            with open(log, "ab") as stderr:  # the kernel keeps its own copy of the file
+                await super().start_kernel(**{"stderr": stderr, **kw})
+
+    return LoggingKernelManager
+
+
 def run_course(profile: str | None = None, only: Sequence[str] | None = None, out: str | None = None,
-               folder: Path = NOTEBOOK_DIR, log: Callable[[str], None] = print) -> int:
-    """Execute the chosen notebooks in order; stop at the first failure. Returns a process exit code."""
+               folder: Path = NOTEBOOK_DIR, log: Callable[[str], None] = print,
+               parameters: dict[str, Any] | None = None) -> int:
+    """Execute the chosen notebooks in order, with `parameters` passed to those that declare them; stop at the
+    first failure. Returns a process exit code: 0, 1 if a notebook failed, 130 if interrupted (Ctrl-C)."""
     import papermill  # imported here: it is slow, and bad arguments should fail fast
 
     chosen_profile = get_profile(profile).name
     notebooks = select_notebooks(only, folder)
-    out_dir = build_dir(out)
+    parameters = dict(parameters or {})
+    check_parameters(notebooks, parameters)
+    out_dir = prepare_out(out)
+    data.load("mnist"), data.load("mnist", train=False)  # every notebook reads MNIST: missing or corrupt fails here
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     runs = [NotebookRun(nb.stem, "not run") for nb in notebooks]
     log(f"running {len(notebooks)} notebook(s) with profile {chosen_profile!r} into {out_dir}")
-    with _environment(GRLIB_BUILD=str(out_dir), GRLIB_PROFILE=chosen_profile, GRLIB_PROGRESS="text"):
+    environment = {"GRLIB_BUILD": str(out_dir), "GRLIB_PROFILE": chosen_profile, "GRLIB_PROGRESS": "text",
+                   "GRLIB_INTERACTIVE": "0"}  # widgets would wait for a browser; a learner's own run has them
+    with _environment(**environment):
         for nb, run in zip(notebooks, runs):
             log(f"[{nb.stem}] running ...")
             start = time.perf_counter()
-            # interactive=False: widgets would wait forever for a browser; pass only what a notebook declares
-            wanted = {"profile": chosen_profile, "interactive": False}
-            declared = papermill.inspect_notebook(str(nb))
+            declared = notebook_parameters(nb)
+            given = {k: v for k, v in {"profile": chosen_profile, **parameters}.items() if k in declared}
             try:
-                papermill.execute_notebook(str(nb), str(out_dir / "notebooks" / nb.name), cwd=str(nb.parent),
-                                           parameters={k: v for k, v in wanted.items() if k in declared},
-                                           kernel_name="python3",
-                                           progress_bar=False)
+                papermill.execute_notebook(
+                    str(nb), str(out_dir / "notebooks" / nb.name), cwd=str(nb.parent), parameters=given,
+                    kernel_name="python3", progress_bar=False,
+                    kernel_manager_class=logging_kernel_manager(out_dir / "notebooks" / f"{nb.stem}.kernel.log"))
+                run.status = "ok"
             except papermill.PapermillExecutionError as e:
-                run.status, run.error = "failed", f"cell [{e.exec_count}]: {e.ename}: {e.evalue}"
+                run.status = "interrupted" if e.ename == "KeyboardInterrupt" else "failed"
+                run.error = f"cell [{e.exec_count}]: {e.ename}: {e.evalue}"
+            except KeyboardInterrupt:
+                run.status = "interrupted"
             run.seconds = time.perf_counter() - start
-            if run.status == "failed":
-                log(f"[{nb.stem}] FAILED after {run.seconds:.0f} s in {run.error}\n"
-                    f"  the executed notebook, with the traceback, is {out_dir / 'notebooks' / nb.name}")
+            if run.status != "ok":
                 break
-            run.status = "ok"
             run.headline = (load_results(nb.stem, out_dir) or {}).get("headline")
             log(f"[{nb.stem}] ok in {run.seconds:.0f} s  {_format_headline(run.headline)}")
+    finished = sum(r.status == "ok" for r in runs)
     summary = write_summary(runs, chosen_profile, out_dir)
+    if runs[finished:] and runs[finished].status == "interrupted":
+        log(f"interrupted; {finished} notebook(s) finished, models kept in {out_dir / 'checkpoints'}; rerun to resume")
+        return 130
+    if any(r.status == "failed" for r in runs):
+        failed = next(r for r in runs if r.status == "failed")
+        log(f"[{failed.name}] FAILED after {failed.seconds:.0f} s in {failed.error}\n"
+            f"  the executed notebook, with the traceback, is {out_dir / 'notebooks' / (failed.name + '.ipynb')}")
     log(summary)
-    index = render_report(out_dir, [nb.name for nb, run in zip(notebooks, runs) if run.status != "not run"], summary)
+    index = render_report(out_dir, [nb.name for nb, run in zip(notebooks, runs) if run.status != "not run"])
     log(f"report: {index}")
     return 1 if any(r.status == "failed" for r in runs) else 0
-
-
-def render_report(out_dir: Path, names: list[str], summary: str) -> Path:
-    """Executed notebooks as HTML (figures embedded) under build/report/, with an index page."""
-    import html
-
-    import nbconvert
-    import nbformat
-
-    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
-
-    report = out_dir / "report"
-    report.mkdir(parents=True, exist_ok=True)
-    exporter = nbconvert.HTMLExporter()
-    exporter.register_preprocessor(CoalesceStreamsPreprocessor(), enabled=True)  # a progress bar shows as its last line
-    links = []
-    for name in names:
-        body, _ = exporter.from_notebook_node(nbformat.read(out_dir / "notebooks" / name, as_version=4))
-        page = report / name.replace(".ipynb", ".html")
-        page.write_text(body)
-        links.append(f'<li><a href="{page.name}">{html.escape(page.stem)}</a></li>')
-    rows = [line.strip("|").split("|") for line in summary.splitlines() if line.startswith("| ") and "---" not in line]
-    table = "".join("<tr>" + "".join(f"<td>{html.escape(cell.strip())}</td>" for cell in row) + "</tr>" for row in rows)
-    (report / "index.html").write_text(
-        "<!doctype html><meta charset='utf-8'><title>Generative replay: course report</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td{border:1px solid #ccc;padding:4px}"
-        "table{border-collapse:collapse}</style>"
-        f"<h1>Generative replay for continual learning: course report</h1><h2>Summary</h2><table>{table}</table>"
-        f"<h2>Notebooks</h2><ul>{''.join(links)}</ul>")
-    return report / "index.html"
 
 
 def write_student_copy(out: str | os.PathLike, folder: Path = NOTEBOOK_DIR) -> list[Path]:

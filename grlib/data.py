@@ -42,6 +42,34 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are missing or corrupt, and could not be downloaded."""
 
 
+# MD5 of the uncompressed files torchvision reads (the published datasets; data/README.md). SVHN and CIFAR are
+# checked by torchvision itself when it loads them.
+KNOWN_MD5 = {
+    "MNIST/raw/train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "MNIST/raw/train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "MNIST/raw/t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "MNIST/raw/t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    "FashionMNIST/raw/train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "FashionMNIST/raw/train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "FashionMNIST/raw/t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "FashionMNIST/raw/t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+}
+
+
+def verify(name: str, train: bool, root: Path) -> None:
+    """Check the files of a known dataset against their published MD5 (about 0.1 s for MNIST); a mismatch raises
+    DatasetNotFoundError naming the file, what was expected, and how to fix it."""
+    for path in expected_files(name, train, root):
+        expected = KNOWN_MD5.get(path.relative_to(root).as_posix())
+        if expected is None:
+            continue
+        actual = hashlib.md5(path.read_bytes()).hexdigest()
+        if actual != expected:
+            raise DatasetNotFoundError(
+                f"{path} is corrupt: its MD5 is {actual}, the published file's is {expected}. Delete it and rerun "
+                f"with a network (torchvision downloads it again), or copy a good copy there (see data/README.md).")
+
+
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"  # an offline copy beside the clone (lab machines, CI)
 
 
@@ -114,6 +142,7 @@ def _load_cpu(name: str, train: bool, root: Path, download: bool) -> tuple[Tenso
             spec.loader(str(tv_root), download=True, **split)
         except Exception as e:  # torchvision raises URLError, RuntimeError, ... when offline
             raise _not_found(name, train, root, f"missing {', '.join(p.name for p in missing)}, and the download failed ({e})") from e
+    verify(name, train, root)
     try:
         ds = spec.loader(str(tv_root), download=False, **split)
     except Exception as e:

@@ -18,13 +18,15 @@ def build_dir(out: str | os.PathLike | None = None) -> Path:
     return REPO_ROOT / "build"
 
 
-def _jsonable(value):
+def _jsonable(value, where: str = "results"):
+    """`value` as JSON-able data; a NaN or infinite number is an error naming where it is, never written silently."""
     if isinstance(value, float) and not math.isfinite(value):
-        return None
+        raise ValueError(f"{where} is {value}: a non-finite number is not written to the results; check what "
+                         f"computed it (a diverged run, or a metric with nothing to measure)")
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
 
 
@@ -32,8 +34,8 @@ def save_results(notebook: str, headline: dict[str, float | str], details: dict 
     """Write a notebook's headline metrics (shown in build/summary.md) and any details (matrices, curves)."""
     path = build_dir() / "results" / f"{notebook}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"notebook": notebook, "headline": headline, "details": details or {}}
-    path.write_text(json.dumps(_jsonable(payload), indent=1))
+    payload = _jsonable({"notebook": notebook, "headline": headline, "details": details or {}}, notebook)
+    path.write_text(json.dumps(payload, indent=1))
     return path
 
 

@@ -1,9 +1,12 @@
 """An ipywidgets explorer of replay (notebook 07): pick a method and a task, see its replay and accuracy matrix then.
 
-Under papermill or nbval pass interactive=False: the static figure is drawn either way, and nothing waits for input."""
+The static figures are drawn either way; the controls are added in an interactive session, and left out when
+`python -m grlib run` executes the notebook (it sets GRLIB_INTERACTIVE=0), so nothing waits for a browser there
+while the same executed notebook, opened and rerun by a learner, has its controls."""
 from __future__ import annotations
 
 import math
+import os
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -28,10 +31,13 @@ def draw_state(name: str, R: Sequence[Sequence[float]], samples: Sequence[Tensor
     plt.show()
 
 
-def replay_explorer(runs: Mapping[str, dict], task_names: Sequence[str], interactive: bool = True) -> None:
+def replay_explorer(runs: Mapping[str, dict], task_names: Sequence[str], interactive: bool | None = None) -> None:
     """`runs`: method -> {"R": accuracy matrix, "samples": generated images after each task, or None}.
 
-    Draws every method after its last task; with `interactive`, adds a method menu and a task slider."""
+    Draws every method after its last task; with `interactive` (None: unless GRLIB_INTERACTIVE=0), adds a method
+    menu and a task slider."""
+    if interactive is None:
+        interactive = os.environ.get("GRLIB_INTERACTIVE", "1") != "0"
     last = len(task_names)
     for name, run in runs.items():
         draw_state(name, run["R"], run.get("samples"), last, task_names)

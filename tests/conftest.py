@@ -1,6 +1,7 @@
 """Shared fixtures: small datasets in torchvision's on-disk formats, written by the tests themselves."""
 from __future__ import annotations
 
+import hashlib
 import pickle
 import struct
 from pathlib import Path
@@ -9,12 +10,16 @@ import numpy as np
 import pytest
 import torch
 
+from grlib import data
+
 
 def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write an IDX file (the MNIST format): magic (0, 0, dtype 0x08 = uint8, ndim), big-endian sizes, data."""
+    """Write an IDX file (the MNIST format): magic (0, 0, dtype 0x08 = uint8, ndim), big-endian sizes, data; its
+    checksum is registered as the known one for the current test (see `_known_checksums`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     path.write_bytes(header + array.astype(np.uint8).tobytes())
+    data.KNOWN_MD5[f"{path.parent.parent.name}/raw/{path.name}"] = hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def write_mnist_like(root: Path, folder: str, n_train: int = 60, n_test: int = 20, seed: int = 0) -> dict:
@@ -38,7 +43,6 @@ def tiny_mnist(tmp_path: Path) -> tuple[Path, dict]:
 
 def pickle_file(path: Path, obj) -> str:
     """Pickle `obj` to `path`; returns the file's MD5 (torchvision checks it)."""
-    import hashlib
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(obj))
     return hashlib.md5(path.read_bytes()).hexdigest()
@@ -48,6 +52,13 @@ def pickle_file(path: Path, obj) -> str:
 def _isolated_build(tmp_path_factory, monkeypatch):
     """Unit tests write results and checkpoints to a fresh folder, never to the repository's build/."""
     monkeypatch.setenv("GRLIB_BUILD", str(tmp_path_factory.mktemp("build")))
+
+
+@pytest.fixture(autouse=True)
+def _known_checksums(monkeypatch):
+    """The tests write small datasets in MNIST's format; each test's checksums are known for that test only, so real
+    MNIST is checked against the published ones everywhere else."""
+    monkeypatch.setattr(data, "KNOWN_MD5", dict(data.KNOWN_MD5))
 
 
 @pytest.fixture(autouse=True)

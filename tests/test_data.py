@@ -65,6 +65,28 @@ def test_corrupt_file_is_a_clear_error(tiny_mnist):
         data.load("mnist", train=True, root=root, download=False)
 
 
+def test_a_file_with_a_valid_header_and_random_contents_is_named_before_anything_loads(tiny_mnist):
+    root, _ = tiny_mnist
+    images = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    raw = bytearray(images.read_bytes())
+    raw[16:] = np.random.default_rng(0).integers(0, 256, len(raw) - 16, dtype=np.uint8).tobytes()  # header kept
+    images.write_bytes(bytes(raw))
+    with pytest.raises(data.DatasetNotFoundError) as info:
+        data.load("mnist", train=True, root=root, download=False)
+    message = str(info.value)
+    assert str(images) in message and "MD5" in message and data.KNOWN_MD5["MNIST/raw/train-images-idx3-ubyte"] in message
+
+
+def test_other_data_never_shares_a_cache_key(tmp_path):
+    """The stream's settings, part of every checkpoint's key, carry a fingerprint of the data actually loaded."""
+    write_mnist_like(tmp_path / "a", "MNIST", seed=0)
+    a = data.split_stream("mnist", root=tmp_path / "a", groups=[[0, 1]])
+    assert data.split_stream("mnist", root=tmp_path / "a", groups=[[0, 1]]).settings == a.settings
+    write_mnist_like(tmp_path / "b", "MNIST", seed=1)  # the same files, other contents (a fixed copy, say)
+    b = data.split_stream("mnist", root=tmp_path / "b", groups=[[0, 1]])
+    assert a.settings["data"] != b.settings["data"] and a.settings["groups"] == b.settings["groups"]
+
+
 def test_unknown_dataset_lists_the_known_ones():
     with pytest.raises(ValueError, match="mnist, fashion-mnist, svhn, cifar10, cifar100"):
         data.load("imagenet")

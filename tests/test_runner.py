@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -52,14 +53,67 @@ def test_a_failing_notebook_stops_the_run_and_is_named(tmp_path):
     assert (tmp_path / "build" / "notebooks" / "01_broken.ipynb").exists()  # kept, with its traceback
 
 
-def test_the_runner_switches_widgets_off_only_where_a_notebook_declares_them(tmp_path):
+def test_the_runner_turns_widget_controls_off_through_the_environment_not_a_parameter(tmp_path):
+    """An executed notebook keeps its own parameters, so a learner who reruns it gets the widgets back."""
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    write_notebook(folder / "00_widgets.ipynb", "assert interactive is False and profile == 'smoke'",
-                   parameters="profile = None\ninteractive = True")
-    write_notebook(folder / "01_plain.ipynb", "assert 'interactive' not in globals()")
+    write_notebook(folder / "00_widgets.ipynb", "import os\nassert interactive is None and profile == 'smoke'\n"
+                   "assert os.environ['GRLIB_INTERACTIVE'] == '0' and os.environ['GRLIB_PROGRESS'] == 'text'",
+                   parameters="profile = None\ninteractive = None")
     lines: list[str] = []
     assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append) == 0, lines
+
+
+def test_parameters_reach_the_notebooks_that_declare_them_and_bad_ones_are_named(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_scaled.ipynb", "assert (scale, seed) == (1.5, 2), (scale, seed)",
+                   parameters="profile = None\nscale = 3.0\nseed = 0")
+    write_notebook(folder / "01_plain.ipynb", "assert 'scale' not in globals()")
+    out = str(tmp_path / "build")
+    lines: list[str] = []
+    code = course.run_course(profile="smoke", out=out, folder=folder, log=lines.append,
+                             parameters={"scale": 1.5, "seed": 2})
+    assert code == 0, lines
+    with pytest.raises(ValueError, match=r"no chosen notebook has a parameter 'scal'.*00_scaled: profile, scale, seed"):
+        course.run_course(profile="smoke", out=out, folder=folder, parameters={"scal": 1.5})
+    with pytest.raises(ValueError, match=r"parameter seed = 'x' of 00_scaled must be a int"):
+        course.run_course(profile="smoke", out=out, folder=folder, parameters={"seed": "x"})
+
+
+@pytest.mark.parametrize("out", ["a-file", "/proc/grlib-cannot-write-here"])
+def test_an_unusable_out_folder_is_one_line_and_exit_2(tmp_path, out):
+    target = tmp_path / out if out == "a-file" else out
+    if out == "a-file":
+        target.write_text("not a folder")
+    done = subprocess.run([sys.executable, "-m", "grlib", "run", "--profile", "smoke", "--only", "00", "--out",
+                           str(target)], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+    assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_ends_with_one_line_a_summary_and_exit_130(tmp_path):
+    import signal
+    import time
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_quick.ipynb", "from grlib.results import save_results\nsave_results('00_quick', {'a': 1.0})")
+    write_notebook(folder / "01_slow.ipynb", "import time\ntime.sleep(60)")
+    script = (f"import sys; from pathlib import Path; from grlib import course; "
+              f"sys.exit(course.run_course(profile='smoke', out={str(tmp_path / 'build')!r}, folder=Path({str(folder)!r})))")
+    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "build" / "results" / "00_quick.json").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(8)  # into the slow notebook
+    os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole process group
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stdout + stderr
+    assert "interrupted; 1 notebook(s) finished, models kept in" in stdout and "Traceback" not in stdout + stderr
+    summary = (tmp_path / "build" / "summary.md").read_text()
+    assert "| 00_quick | ok |" in summary and "| 01_slow | interrupted |" in summary
 
 
 def test_run_smoke_course_notebook_00(tmp_path):

@@ -202,3 +202,21 @@ def test_non_finite_hyperparameters_are_errors():
             strategies.Finetune(small_solver(), lr=bad)
         with pytest.raises(ValueError, match="strength must be a finite number"):
             strategies.MAS(small_solver(), strength=bad)
+
+
+def test_drop_transfer_keeps_each_weight_or_falls_back_to_the_previous_task_and_is_unbiased():
+    stream = synthetic_stream()
+    imm = strategies.IMM(small_solver(), merge="mean", drop_transfer=0.5, **KW)
+    imm.learn(stream, 0, progress=False)
+    imm.before_task(stream, 1)
+    with torch.no_grad():
+        for p in imm.solver.parameters():
+            p.add_(0.02)  # θ = θ_{t−1} + 0.02 everywhere
+    imm.rng = torch.Generator().manual_seed(0)
+    dropped = imm.dropped_weights()
+    for n, w in dropped.items():
+        delta = w - imm.task_weights[n]
+        assert torch.all(torch.isclose(delta, torch.zeros_like(delta), atol=1e-6) |
+                         torch.isclose(delta, torch.full_like(delta, 0.04), atol=1e-6))  # 0 or 0.02 / (1 − p)
+    kept = torch.cat([(w - imm.task_weights[n]).flatten() > 0.01 for n, w in dropped.items()]).float().mean()
+    assert abs(kept.item() - 0.5) < 0.05  # E[θ̂] = θ

@@ -12,7 +12,7 @@ from torch import Tensor
 from ..continual import scenario_logits
 from ..data import TaskStream
 from .base import Strategy
-from .regularization import copy_weights, fisher_diagonal, quadratic_penalty
+from .regularization import copy_weights, fisher_diagonal
 
 
 @dataclass(eq=False, repr=False)
@@ -65,8 +65,8 @@ class IMM(Strategy):
             loss = super().loss(x, y, stream, t)
         if not self.task_weights or self.l2_transfer == 0:
             return loss
-        ones = {n: torch.ones_like(p) for n, p in self.task_weights.items()}
-        return loss + self.l2_transfer * quadratic_penalty(self.solver, ones, self.task_weights)  # λ‖θ − θ_{t−1}‖²
+        distance = sum((p - self.task_weights[n]).pow(2).sum() for n, p in self.solver.named_parameters())
+        return loss + self.l2_transfer * distance  # λ‖θ − θ_{t−1}‖²
 
     def after_task(self, stream: TaskStream, t: int) -> None:
         self.task_weights = copy_weights(self.solver)
