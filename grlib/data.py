@@ -59,8 +59,9 @@ KNOWN_MD5 = {
 def verify(name: str, train: bool, root: Path) -> None:
     """Check the files of a known dataset against their published MD5 (about 0.1 s for MNIST); a mismatch raises
     DatasetNotFoundError naming the file, what was expected, and how to fix it."""
-    for path in expected_files(name, train, root):
-        expected = KNOWN_MD5.get(path.relative_to(root).as_posix())
+    spec = dataset_spec(name)
+    for file in spec.train_files if train else spec.test_files:
+        expected, path = KNOWN_MD5.get(f"{spec.folder}/{file}"), data_root(root) / spec.folder / file
         if expected is None:
             continue
         actual = hashlib.md5(path.read_bytes()).hexdigest()

@@ -1,6 +1,8 @@
 """WGAN-GP (Gulrajani et al. 2017): convolutional generator and critic, gradient penalty, training, sampling (notebook 03)."""
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -17,9 +19,11 @@ def _upsample(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 class Generator(nn.Module):
-    """DCGAN-style G: z -> 4w×s×s -> (×2 upsampling)* -> C×H×W in [-1, 1]; for 1×28×28 (s=7) and 3×32×32 (s=4)."""
+    """DCGAN-style G: z -> 4w×s×s -> (×2 upsampling)* -> C×H×W in [-1, 1]; for 1×28×28 (s=7) and 3×32×32 (s=4).
+    With `n_classes`, class-conditional: a learned embedding of the class is added to z."""
 
-    def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), z_dim: int = 64, width: int = 32):
+    def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), z_dim: int = 64, width: int = 32,
+                 n_classes: int | None = None):
         super().__init__()
         c, h, _ = image_shape
         if h not in (28, 32):
@@ -34,25 +38,34 @@ class Generator(nn.Module):
             layers += _upsample(a, b)
         layers += [nn.ConvTranspose2d(blocks[-1], c, 4, stride=2, padding=1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
+        self.class_emb = nn.Embedding(n_classes, z_dim) if n_classes else None
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.class_emb is not None:
+            z = z + self.class_emb(y)  # G(z, y): the class shifts the latent code
         return self.net(self.project(z).view(len(z), -1, self.start, self.start))
 
 
 class Critic(nn.Module):
-    """WGAN critic D: strided convs with LeakyReLU and no batch norm (the gradient penalty is per sample) -> a score."""
+    """WGAN critic D: strided convs with LeakyReLU and no batch norm (the gradient penalty is per sample) -> a score.
+    With `n_classes`, a projection critic (Miyato & Koyama 2018): D(x, y) = w·φ(x) + e_y·φ(x)."""
 
-    def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), width: int = 32):
+    def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), width: int = 32, n_classes: int | None = None):
         super().__init__()
         c, h, w = image_shape
+        features = 2 * width * (h // 4) * (w // 4)
         self.net = nn.Sequential(
             nn.Conv2d(c, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
             nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.Flatten(), nn.Linear(2 * width * (h // 4) * (w // 4), 1),
+            nn.Flatten(), nn.Linear(features, 1),
         )
+        self.class_emb = nn.Embedding(n_classes, features) if n_classes else None
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).squeeze(1)
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.class_emb is None:
+            return self.net(x).squeeze(1)
+        phi = self.net[:-1](x)  # φ(x)
+        return self.net[-1](phi).squeeze(1) + (self.class_emb(y) * phi).sum(1)
 
 
 def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
@@ -66,34 +79,54 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
 class WGANGP:
     """A generator and its critic, trained with the WGAN-GP objective; images in [0, 1] outside, [-1, 1] inside.
 
-    Implements `grlib.generators.Generator` (unconditional: it cannot be asked for classes)."""
+    Implements `grlib.generators.Generator`. Unconditional by default (it cannot be asked for classes); with
+    `n_classes`, class-conditional (MeRGAN, Wu et al. 2018), and with `alignment` = λ > 0 it adds MeRGAN's replay
+    alignment to the generator's loss: λ E_{z, c old} ‖G(z, c) − G_prev(z, c)‖², G_prev the generator as it was
+    before this training, c the classes it had learned."""
 
     def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), z_dim: int = 64, width: int = 32,
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.9), critic_steps: int = 5,
-                 gp_weight: float = 10.0, device: torch.device | str = "cpu", seed: int = 0):
+                 gp_weight: float = 10.0, device: torch.device | str = "cpu", seed: int = 0,
+                 n_classes: int | None = None, alignment: float = 0.0):
+        if alignment and not n_classes:
+            raise ValueError("replay alignment compares class-conditional samples: give n_classes")
         with seeded(seed):  # the initial weights depend on the seed alone
-            self.generator = Generator(image_shape, z_dim, width).to(device)
-            self.critic = Critic(image_shape, width).to(device)
+            self.generator = Generator(image_shape, z_dim, width, n_classes).to(device)
+            self.critic = Critic(image_shape, width, n_classes).to(device)
         self.z_dim, self.critic_steps, self.gp_weight, self.device = z_dim, critic_steps, gp_weight, torch.device(device)
+        self.n_classes, self.alignment = n_classes, alignment
+        self.known: set[int] = set()  # the classes the generator has been trained on
         self.settings = {"image_shape": list(image_shape), "z_dim": z_dim, "width": width, "lr": lr,
                          "betas": list(betas), "critic_steps": critic_steps, "gp_weight": gp_weight, "seed": seed}
+        if n_classes:
+            self.settings.update(n_classes=n_classes, alignment=alignment)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=betas)
 
-    def critic_step(self, real: Tensor) -> tuple[float, float]:
-        """One critic update on real images in [-1, 1]; returns (critic loss, Wasserstein estimate E[D(x)] − E[D(x̃)])."""
+    def critic_step(self, real: Tensor, y: Tensor | None = None) -> tuple[float, float]:
+        """One critic update on real images in [-1, 1] (of classes y, if conditional); returns (critic loss,
+        Wasserstein estimate E[D(x)] − E[D(x̃)])."""
         with torch.no_grad():
-            fake = self.generator(torch.randn(len(real), self.z_dim, device=self.device))
-        d_real, d_fake = self.critic(real).mean(), self.critic(fake).mean()
-        loss = d_fake - d_real + self.gp_weight * gradient_penalty(self.critic, real, fake)  # L_D
+            fake = self.generator(torch.randn(len(real), self.z_dim, device=self.device), y)
+        d_real, d_fake = self.critic(real, y).mean(), self.critic(fake, y).mean()
+        penalty = gradient_penalty(lambda x: self.critic(x, y), real, fake)
+        loss = d_fake - d_real + self.gp_weight * penalty  # L_D
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
         return loss.item(), (d_real - d_fake).item()
 
-    def generator_step(self, batch_size: int) -> float:
-        """One generator update: minimise L_G = −E[D(G(z))]."""
-        loss = -self.critic(self.generator(torch.randn(batch_size, self.z_dim, device=self.device))).mean()
+    def generator_step(self, batch_size: int, y: Tensor | None = None, previous: nn.Module | None = None,
+                       old: Tensor | None = None) -> float:
+        """One generator update: minimise L_G = −E[D(G(z, y))], plus the replay alignment to `previous` on the old
+        classes `old` if given."""
+        loss = -self.critic(self.generator(torch.randn(batch_size, self.z_dim, device=self.device), y), y).mean()
+        if previous is not None:
+            z = torch.randn(batch_size, self.z_dim, device=self.device)
+            c = old[torch.randint(len(old), (batch_size,), device=self.device)]
+            with torch.no_grad():
+                target = previous(z, c)  # G_prev(z, c)
+            loss = loss + self.alignment * (self.generator(z, c) - target).pow(2).flatten(1).sum(1).mean()
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
@@ -102,14 +135,23 @@ class WGANGP:
     def train(self, sample_real: Sampler, iters: int, batch_size: int = 64, progress: bool = True,
               desc: str = "WGAN-GP") -> dict[str, list[float]]:
         """`iters` generator steps, each after `critic_steps` critic steps; `sample_real(n)` gives (images in [0, 1],
-        labels), and the labels are not used."""
+        labels); an unconditional GAN does not use the labels."""
         history: dict[str, list[float]] = {"critic_loss": [], "generator_loss": [], "wasserstein": []}
         hint = f"lower the learning rate (now {self.settings['lr']}) or check that the images are in [0, 1]"
+        previous, old = None, None
+        if self.alignment and self.known:  # a frozen copy of the generator as it was, for the replay alignment
+            previous = copy.deepcopy(self.generator).eval()
+            old = torch.tensor(sorted(self.known), device=self.device)
         self.generator.train()
+        y = None
         for it in bar(range(iters), desc=desc, disable=not progress):
             for _ in range(self.critic_steps):
-                d_loss, w_est = self.critic_step(sample_real(batch_size)[0] * 2 - 1)
-            g_loss = self.generator_step(batch_size)
+                x, labels = sample_real(batch_size)
+                y = labels if self.n_classes else None
+                d_loss, w_est = self.critic_step(x * 2 - 1, y)
+                if y is not None:
+                    self.known.update(y.unique().tolist())
+            g_loss = self.generator_step(batch_size, y, previous, old)
             check_loss(d_loss, f"{desc} (critic)", it, hint, limit=1e6)
             check_loss(g_loss, f"{desc} (generator)", it, hint, limit=1e6)
             history["critic_loss"].append(d_loss)
@@ -119,23 +161,30 @@ class WGANGP:
 
     @torch.no_grad()
     def sample(self, n: int, y: Tensor | None = None, batch: int = 1000) -> Tensor:
-        """n generated images in [0, 1], N×C×H×W. The GAN is unconditional: asking for classes `y` is an error."""
-        if y is not None:
-            raise ValueError("an unconditional WGAN-GP cannot draw given classes; label its samples with a solver")
+        """n generated images in [0, 1], N×C×H×W; a conditional GAN draws the classes `y` (n labels), an unconditional
+        one cannot be asked for classes."""
+        if (y is None) != (self.n_classes is None):
+            raise ValueError("an unconditional WGAN-GP cannot draw given classes; label its samples with a solver"
+                             if y is not None else "a conditional WGAN-GP draws given classes: pass y")
         self.generator.eval()
-        out = [self.generator(torch.randn(min(batch, n - i), self.z_dim, device=self.device)) for i in range(0, n, batch)]
+        out = [self.generator(torch.randn(min(batch, n - i), self.z_dim, device=self.device),
+                              None if y is None else y[i:i + batch]) for i in range(0, n, batch)]
         self.generator.train()
         return (torch.cat(out) + 1) / 2
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.state_dict(), "critic": self.critic.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+        state = {"generator": self.generator.state_dict(), "critic": self.critic.state_dict(),
+                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+        if self.n_classes:
+            state["known"] = sorted(self.known)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.load_state_dict(state["generator"])
         self.critic.load_state_dict(state["critic"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        self.known = set(state.get("known", []))
 
 
 def train_with_snapshots(wgan: WGANGP, sample_real: Sampler, iters: int, batch_size: int = 64,

@@ -70,6 +70,39 @@ def make_solver(name: str, image_shape: tuple[int, ...], n_classes: int, seed: i
     return solver.to(device or pick_device())
 
 
+class RotationSolver(nn.Module):
+    """A solver for PASS's self-supervised label augmentation: a feature extractor f and a linear head over
+    4 × n_classes outputs, one per (class, rotation by 0/90/180/270 degrees), output 4c + k for class c turned k
+    times. Called on images it returns the unrotated classes' logits (outputs 0, 4, 8, ...), as every solver does."""
+
+    def __init__(self, features: nn.Module, feature_dim: int, n_classes: int):
+        super().__init__()
+        self.features, self.feature_dim, self.n_classes = features, feature_dim, n_classes
+        self.head = nn.Linear(feature_dim, 4 * n_classes)
+
+    def all_logits(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.all_logits(x)[:, ::4]
+
+
+def make_rotation_solver(name: str, image_shape: tuple[int, ...], n_classes: int, seed: int = 0,
+                         device: torch.device | None = None) -> RotationSolver:
+    """The solver `name` with its last layer replaced by a head over (class, rotation) pairs, seeded like
+    `make_solver`."""
+    with seeded(seed):
+        base = SOLVERS[name](image_shape=tuple(image_shape), n_classes=n_classes) if name in SOLVERS else None
+        if base is None:
+            raise ValueError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
+        if isinstance(base, MLP):
+            features, dim = base.net[:-1], base.net[-1].in_features
+        else:
+            features, dim = nn.Sequential(base.features, *base.head[:-1]), base.head[-1].in_features
+        solver = RotationSolver(features, dim, n_classes)
+    return solver.to(device or pick_device())
+
+
 def count_parameters(model: nn.Module) -> int:
     """The number of weights (multiply by 4 for float32 bytes)."""
     return sum(p.numel() for p in model.parameters())

@@ -18,7 +18,7 @@ from .data import TaskStream
 from .memory import ClassBalancedBuffer, ReservoirBuffer
 from .profiles import Profile, get_profile
 from .rng import seeded
-from .strategies import DDGR, DGR, ER, EWC, IMM, MAS, SI, Finetune, Joint, Strategy
+from .strategies import DDGR, DGR, ER, EWC, IMM, MAS, PASS, SI, Finetune, Joint, MeRGAN, Strategy
 from .unet import UNet
 
 # Settings of the model-perspective methods, chosen on validation splits (10% of each task's training data held
@@ -38,7 +38,7 @@ class Context:
     profile: Profile
     stream: TaskStream
     seed: int
-    solver_name: str
+    solver_name: str | None  # None: the method's own default (the MLP, or the CNN for PASS)
 
     @property
     def device(self) -> torch.device:
@@ -46,8 +46,8 @@ class Context:
 
     def solver(self) -> nn.Module:
         """A fresh solver, its initial weights set by the seed."""
-        return nets.make_solver(self.solver_name, self.stream.image_shape, self.stream.n_classes, seed=self.seed,
-                                device=self.device)
+        return nets.make_solver(self.solver_name or "mlp", self.stream.image_shape, self.stream.n_classes,
+                                seed=self.seed, device=self.device)
 
     def budget(self) -> dict:
         """Solver steps, batch size, learning rate and seed: Permuted-MNIST has its own steps and rate."""
@@ -111,6 +111,23 @@ def _ddgr(c: Context, **kw) -> Strategy:
         **kw})
 
 
+def _mergan(c: Context, variant: str = "jtr", alignment: float = 1e-3, **kw) -> Strategy:
+    """A class-conditional WGAN-GP (notebook 03's, with a class embedding and a projection critic) that replays every
+    old class in equal numbers; `alignment` is replay alignment's weight λ for the "ra" variant."""
+    wgan = gan.WGANGP(c.stream.image_shape, width=c.profile.gan_width, device=c.device, seed=c.seed,
+                      n_classes=c.stream.n_classes, alignment=alignment if variant == "ra" else 0.0)
+    return MeRGAN(c.solver(), kw.pop("generator", wgan), **{**c.budget(), "gen_iters": c.profile.dgr_gen_iters,
+                                                             "pool_size": c.profile.dgr_pool, "variant": variant, **kw})
+
+
+def _pass(c: Context, **kw) -> Strategy:
+    """The paper's loss weights on the course's CNN (rotations need convolutional features), its last layer replaced
+    by a head over (class, rotation) pairs."""
+    solver = nets.make_rotation_solver(c.solver_name or "cnn", c.stream.image_shape, c.stream.n_classes, seed=c.seed,
+                                       device=c.device)
+    return PASS(solver, **{**c.budget(), **kw})
+
+
 @dataclass(frozen=True)
 class Method:
     strategy: type[Strategy]
@@ -128,6 +145,8 @@ METHODS: dict[str, Method] = {
     "er": Method(ER, _er, "ER"),
     "dgr": Method(DGR, _dgr, "DGR (WGAN-GP)"),
     "ddgr": Method(DDGR, _ddgr, "DDGR (DDPM + guidance)"),
+    "mergan": Method(MeRGAN, _mergan, "MeRGAN (conditional WGAN-GP)"),
+    "pass": Method(PASS, _pass, "PASS (prototypes, no replay)"),
 }
 
 
@@ -141,13 +160,14 @@ def options(name: str) -> list[str]:
     """What `build` accepts as overrides for a method: its recipe's own options and its strategy's fields."""
     m = method(name)
     own = [p for p in inspect.signature(m.make).parameters if p not in ("c", "kw")]
-    return own + [f.name for f in fields(m.strategy) if f.name != "solver"]
+    return own + [f.name for f in fields(m.strategy) if f.name not in ("solver", *own)]
 
 
-def build(name: str, profile: Profile | str | None, stream: TaskStream, seed: int = 0, solver: str = "mlp",
+def build(name: str, profile: Profile | str | None, stream: TaskStream, seed: int = 0, solver: str | None = None,
           **overrides) -> Strategy:
     """The strategy `name` as the course builds it for this profile, stream and seed; `overrides` replace any of
-    its settings (e.g. `build("ewc", P, split, strength=1e3)`, `build("er", P, split, buffer_size=500)`)."""
+    its settings (e.g. `build("ewc", P, split, strength=1e3)`, `build("er", P, split, buffer_size=500)`). `solver`
+    names the solver's architecture ("mlp" or "cnn"; None: the method's default, the MLP except for PASS)."""
     unknown = sorted(set(overrides) - set(options(name)))
     if unknown:
         raise ValueError(f"{name} has no setting {', '.join(map(repr, unknown))}; it takes {', '.join(options(name))}")

@@ -242,3 +242,14 @@ def test_domain_stream_shares_one_label_space_and_pads_grey_to_colour(tmp_path, 
     padded = colour[0].train_x
     assert torch.equal(padded[:, 0, 2:30, 2:30], mnist_x[:, 0]) and torch.equal(padded[:, 0], padded[:, 2])
     assert padded[:, :, :2].sum() == 0  # the border is black
+
+
+def test_a_shared_copy_reached_through_a_symbolic_link_is_checked_and_read(tmp_path, monkeypatch):
+    """As on a lab machine where ../shared beside the clone is a link to the real folder."""
+    arrays = write_mnist_like(tmp_path / "real" / "data", "MNIST")
+    (tmp_path / "shared").symlink_to(tmp_path / "real", target_is_directory=True)
+    monkeypatch.delenv("GRLIB_DATA", raising=False)
+    monkeypatch.setattr(data, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setattr(data, "SHARED_DATA", tmp_path / "shared" / "data")
+    x, y = data.load("mnist", train=True, download=False)
+    assert torch.equal(y, torch.as_tensor(arrays["train"][1]))

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data import TaskStream, to_float
-from ..generators import Generator
+from ..generators import Generator, Sampler
 from ..sampling import SolverGuide
 from .replay import Replay, distillation
 
@@ -113,12 +113,13 @@ class GenerativeReplay(Replay):
             return distillation(logits, teacher, self.temperature)
         return F.cross_entropy(logits, y_old)
 
-    def after_task(self, stream: TaskStream, t: int) -> None:
+    def generator_data(self, stream: TaskStream, t: int, replay: bool = True) -> Sampler:
+        """What the generator learns from: labelled batches of real task-t images and, with `replay`, the replay
+        pool, a fraction 1/t real."""
         real_x, real_y = stream[t].train_x, stream[t].train_y
 
         def sample_real(n: int) -> tuple[Tensor, Tensor]:
-            """A labelled batch for the generator: a fraction 1/t real task-t images, the rest from the replay pool."""
-            n_real = n if self.pool is None else max(1, round(n / (t + 1)))
+            n_real = n if self.pool is None or not replay else max(1, round(n / (t + 1)))
             idx = torch.randint(len(real_x), (n_real,), generator=self.rng, device=self.device)
             x, y = to_float(real_x[idx]), real_y[idx]
             if n_real < n:
@@ -126,8 +127,11 @@ class GenerativeReplay(Replay):
                 x, y = torch.cat([x, to_float(self.pool["x"][old])]), torch.cat([y, self.pool["y"][old]])
             return x, y
 
+        return sample_real
+
+    def after_task(self, stream: TaskStream, t: int) -> None:
         self.generator_history.append(self.generator.train(
-            sample_real, self.gen_iters, self.gen_batch_size, progress=self.progress,
+            self.generator_data(stream, t), self.gen_iters, self.gen_batch_size, progress=self.progress,
             desc=f"{self.name} generator, task {t + 1}/{len(stream)}"))
         with torch.no_grad():
             self.samples.append(to_uint8(self.blacken(self.draw(100, stream.classes_up_to(t)))))
@@ -197,3 +201,37 @@ class DDGR(GenerativeReplay):
         """For each seen class c, pool_size/|seen| DDIM samples guided towards c by the old solver, labelled c."""
         y = torch.as_tensor(seen, device=self.device).repeat_interleave(self.pool_size // len(seen))
         return self.guided_samples(y), y
+
+
+@dataclass(eq=False, repr=False)
+class MeRGAN(GenerativeReplay):
+    """Memory replay GANs (Wu et al. 2018): a class-conditional WGAN-GP (`grlib.gan.WGANGP(n_classes=...)`) replays
+    every old class in the numbers asked for, each sample labelled with the class it was drawn for.
+
+    `variant="jtr"` (joint training with replay): the generator learns from real task-t data mixed with its own
+    replay of the old classes. `"ra"` (replay alignment): it learns from real task-t data only, while its outputs
+    for the old classes are held to the previous generator's for the same noise and class (the generator's
+    `alignment` weight)."""
+
+    name: ClassVar[str] = "mergan"
+    _: KW_ONLY
+    variant: str = "jtr"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.variant not in ("jtr", "ra"):
+            raise ValueError(f"MeRGAN's variant is 'jtr' or 'ra', got {self.variant!r}")
+        if self.variant == "ra" and not getattr(self.generator, "alignment", 0):
+            raise ValueError("MeRGAN-RA needs a generator with replay alignment: WGANGP(n_classes=..., alignment=λ > 0)")
+
+    def draw(self, n: int, seen: tuple[int, ...]) -> Tensor:
+        classes = torch.as_tensor(seen, device=self.device)
+        return self.generator.sample(n, classes.repeat(-(-n // len(classes)))[:n])
+
+    def replay_pool(self, seen: list[int]) -> tuple[Tensor, Tensor]:
+        """pool_size/|seen| samples of each seen class c, drawn by G(z, c) and labelled c."""
+        y = torch.as_tensor(seen, device=self.device).repeat_interleave(self.pool_size // len(seen))
+        return self.generator.sample(len(y), y), y
+
+    def generator_data(self, stream: TaskStream, t: int, replay: bool = True) -> Sampler:
+        return super().generator_data(stream, t, replay=self.variant == "jtr")
