@@ -79,7 +79,7 @@ def run_bench(profile: str | None = None, seeds: int = 3, methods: list[str] | N
             log(f"[bench] {m}, seed {seed}: A_T {rows[-1]['A_T']:.1f}, {rows[-1]['train_seconds']:.0f} s of training")
     table = bench_table(rows, methods)
     evaluated = f"validation split ({validation:.0%} of each task's training data)" if validation else "test set"
-    header = (f"# Benchmark: Split-MNIST, class-IL, MLP solver, profile `{P.name}`, {seeds} seed(s), "
+    header = (f"# Benchmark: Split-MNIST, class-IL, MLP solver (PASS: the CNN), profile `{P.name}`, {seeds} seed(s), "
               f"device {nets.pick_device()}, evaluated on the {evaluated}\n\n")
     name = "bench-validation" if validation else "bench"
     (out_dir / f"{name}.md").write_text(header + table)

@@ -91,3 +91,48 @@ def test_state_round_trip():
     x = a.sample(4)
     torch.manual_seed(3)
     assert torch.equal(x, b.sample(4))
+
+
+def class_images(c: int, n: int) -> torch.Tensor:
+    """Class 0: the left half white; class 1: the right half."""
+    x = torch.zeros(n, 1, 28, 28)
+    x[..., :14] = 1.0 if c == 0 else 0.0
+    x[..., 14:] = 1.0 if c == 1 else 0.0
+    return x
+
+
+def test_a_conditional_gan_draws_the_classes_asked_for():
+    torch.manual_seed(0)
+    model = gan.WGANGP((1, 28, 28), z_dim=8, width=8, lr=1e-3, critic_steps=2, n_classes=2)
+
+    def both(n):
+        y = torch.arange(n) % 2
+        return torch.cat([class_images(0, n)[y == 0], class_images(1, n)[y == 1]]), torch.cat([y[y == 0], y[y == 1]])
+
+    model.train(both, iters=150, batch_size=16, progress=False)
+    left = lambda x: float(x[..., :14].mean() - x[..., 14:].mean())  # noqa: E731
+    assert left(model.sample(32, torch.zeros(32, dtype=torch.long))) > 0.2 > -0.2 > left(model.sample(32, torch.ones(32, dtype=torch.long)))
+    assert model.known == {0, 1}
+    with pytest.raises(ValueError, match="pass y"):
+        model.sample(4)
+
+
+def test_replay_alignment_holds_the_old_classes_to_the_previous_generator():
+    moved = {}
+    for weight in (0.0, 10.0):
+        torch.manual_seed(0)
+        model = gan.WGANGP((1, 28, 28), z_dim=8, width=8, lr=1e-3, critic_steps=1, n_classes=2, alignment=weight)
+        model.train(lambda n: (class_images(0, n), torch.zeros(n, dtype=torch.long)), iters=40, batch_size=8,
+                    progress=False)
+        z = torch.randn(16, 8)
+        model.generator.eval()
+        with torch.no_grad():
+            before = model.generator(z, torch.zeros(16, dtype=torch.long))
+        model.train(lambda n: (class_images(1, n), torch.ones(n, dtype=torch.long)), iters=40, batch_size=8,
+                    progress=False)  # the second task: class 1 only
+        model.generator.eval()
+        with torch.no_grad():
+            moved[weight] = float((model.generator(z, torch.zeros(16, dtype=torch.long)) - before).pow(2).mean())
+    assert moved[10.0] < 0.5 * moved[0.0]
+    with pytest.raises(ValueError, match="class-conditional"):
+        gan.WGANGP(alignment=1.0)

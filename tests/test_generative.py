@@ -179,3 +179,39 @@ def test_generative_replay_trains_on_the_task_il_outputs(soft_labels):
     assert torch.allclose(loss, expected) and torch.isfinite(loss)
     unmasked = 0.5 * F.cross_entropy(logits[:6], y) + 0.5 * F.cross_entropy(logits[6:], y_old)
     assert not torch.allclose(loss, unmasked)
+
+
+class ConditionalMemory(Memorizer):
+    """A 'perfect' class-conditional generator: draws remembered images of the classes asked for."""
+    settings = {"kind": "conditional-memory"}
+
+    def __init__(self, alignment: float = 0.0):
+        super().__init__()
+        self.alignment, self.labels = alignment, []
+
+    def train(self, sample_real, iters, batch_size, progress=True, desc=""):
+        for _ in range(iters):
+            x, y = sample_real(batch_size)
+            self.batches.append(x)
+            self.seen.append(x)
+            self.labels.append(y)
+        return {"loss": [0.0] * iters}
+
+    def sample(self, n, y=None):
+        pool, labels = torch.cat(self.seen), torch.cat(self.labels)
+        return torch.stack([pool[(labels == c).nonzero()[0, 0]] for c in y.tolist()])
+
+
+@pytest.mark.parametrize("variant", ["jtr", "ra"])
+def test_mergan_replays_equal_classes_labelled_by_construction_and_ra_trains_on_real_data_only(variant):
+    from grlib.strategies import MeRGAN
+    stream = synthetic_stream()
+    gen = ConditionalMemory(alignment=1.0 if variant == "ra" else 0.0)
+    mergan = MeRGAN(small_solver(), gen, gen_iters=10, gen_batch_size=20, pool_size=40, variant=variant, **KW)
+    result = continual.run(mergan, stream, cache=False, progress=False)
+    assert torch.bincount(mergan.pool["y"]).tolist() == [20, 20]  # the classes of task 1, asked for equally
+    old_share = [int((b.flatten(1)[:, :2].max(1).values > 0.9).sum()) for b in gen.batches[10:]]
+    assert old_share == ([10] * 10 if variant == "jtr" else [0] * 10)  # JTR: half replay at t = 2; RA: none
+    assert result.R[1][0] > 90
+    with pytest.raises(ValueError, match="replay alignment"):
+        MeRGAN(small_solver(), ConditionalMemory(), gen_iters=1, variant="ra", **KW)

@@ -220,3 +220,41 @@ def test_drop_transfer_keeps_each_weight_or_falls_back_to_the_previous_task_and_
                          torch.isclose(delta, torch.full_like(delta, 0.04), atol=1e-6))  # 0 or 0.02 / (1 − p)
     kept = torch.cat([(w - imm.task_weights[n]).flatten() > 0.01 for n, w in dropped.items()]).float().mean()
     assert abs(kept.item() - 0.5) < 0.05  # E[θ̂] = θ
+
+
+def rotation_solver():
+    return nets.make_rotation_solver("mlp", (1, 4, 4), 4, seed=0, device=torch.device("cpu"))
+
+
+def test_pass_prototypes_radius_and_its_loss_are_the_formulas():
+    stream = synthetic_stream()
+    pas = strategies.PASS(rotation_solver(), **KW)
+    pas.learn(stream, 0, progress=False)
+    with torch.no_grad():
+        features = pas.solver.features(stream[0].train_x.float() / 255)
+    for c in (0, 1):
+        assert torch.allclose(pas.prototypes[c], features[stream[0].train_y == c].mean(0), atol=1e-5)
+    spread = [torch.cov(features[stream[0].train_y == c].T).trace() / features.shape[1] for c in (0, 1)]
+    assert pas.radius == pytest.approx(float(torch.stack(spread).mean().sqrt()), rel=1e-5)
+    x, y = stream[1].train_x[:8].float() / 255, stream[1].train_y[:8]
+    pas.rng = torch.Generator().manual_seed(3)
+    loss = pas.loss(x, y, stream, 1)
+    x4, y4 = torch.cat([torch.rot90(x, k, (2, 3)) for k in range(4)]), torch.cat([4 * y + k for k in range(4)])
+    f = pas.solver.features(x4)
+    expected = F.cross_entropy(pas.solver.head(f) / 0.1, y4) + 10 * torch.dist(f, pas.old_features(x4), 2)
+    rng = torch.Generator().manual_seed(3)
+    pick = torch.tensor([0, 1])[torch.randint(2, (8,), generator=rng)]
+    protos = torch.stack([pas.prototypes[int(c)] for c in pick]) + pas.radius * torch.randn(8, f.shape[1], generator=rng)
+    expected = expected + 10 * F.cross_entropy(pas.solver.head(protos) / 0.1, 4 * pick)
+    assert torch.allclose(loss, expected, atol=1e-4)
+    assert pas.solver(x).shape == (8, 4)  # the unrotated classes' logits, for evaluation
+
+
+def test_pass_keeps_more_than_finetuning_and_resumes_from_the_cache():
+    stream = synthetic_stream()
+    finetune = run(strategies.Finetune(small_solver(), **KW), stream)
+    pas = run(strategies.PASS(rotation_solver(), **KW), stream)
+    assert pas.R[1][0] > finetune.R[1][0] + 20
+    test_strategies_resume_from_the_cache(lambda s: strategies.PASS(rotation_solver(), **KW))
+    with pytest.raises(ValueError, match="rotation"):
+        strategies.PASS(small_solver(), **KW)
