@@ -9,9 +9,11 @@ import sys
 from .bench import METHODS, run_bench
 from .course import parse_value, run_course, write_student_copy
 from .sweep import run_sweep
+from .threads import leave
 
 
 def main(argv: list[str] | None = None) -> int:
+    leave()  # this process only starts the ones that train; it should not take a share of the cores
     parser = argparse.ArgumentParser(prog="python -m grlib", description="The generative-replay course.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="execute the notebooks in order with papermill, into build/")

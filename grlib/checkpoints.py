@@ -67,6 +67,9 @@ def save_checkpoint(path: Path, settings: dict, state: dict) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save({"settings_key": settings_key(settings), "state": state}, f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; others sharing the folder should read it as usual
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -75,3 +75,12 @@ def test_a_corrupt_checkpoint_is_set_aside_once_and_a_good_one_is_left_alone(tmp
     assert path.with_suffix(".corrupt").exists() and not path.exists()
     checkpoints.save_checkpoint(path, {}, {"x": torch.ones(2)})
     assert checkpoints.load_checkpoint(path, {})["x"].tolist() == [1.0, 1.0]
+
+
+def test_a_checkpoint_is_as_readable_as_any_file_this_process_writes(tmp_path):
+    """Learners sharing one checkpoint folder read each other's models: a checkpoint gets the permissions the
+    umask gives a plain file, not the temporary file's private ones."""
+    path = tmp_path / "model.pt"
+    checkpoints.save_checkpoint(path, {"a": 1}, {"w": torch.zeros(2)})
+    (tmp_path / "plain").write_bytes(b"")
+    assert path.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
