@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .bench import METHODS, run_bench
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RuntimeError as e:  # a run failed (a benchmark worker, a sweep's run, a diverged training)
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader of the output stopped early (`--dry-run | head`): end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the models already trained", file=sys.stderr)

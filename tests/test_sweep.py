@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from grlib import sweep
 from test_runner import write_notebook
 
+REPO = Path(__file__).resolve().parents[1]
 SCORE = "from grlib.results import save_results\nsave_results('00_toy', {'score': scale * 10 + seed, 'half': scale / 2})"
 
 
@@ -45,6 +48,14 @@ def test_dry_run_prints_one_papermill_command_a_run_and_runs_nothing(toy, tmp_pa
                     dry_run=True, folder=toy, log=lines.append)
     assert len(lines) == 6 and all("-m papermill" in line and "-p scale" in line for line in lines)
     assert "GRLIB_CHECKPOINTS=" in lines[0] and not (tmp_path / "b" / "sweeps").exists()
+
+
+def test_a_dry_run_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    scales, seeds = " ".join(map(str, range(20))), " ".join(map(str, range(10)))  # 200 lines: more than a pipe holds
+    piped = subprocess.run(f"{shlex.quote(sys.executable)} -m grlib sweep 06 -p guidance_scale {scales} -p seed "
+                           f"{seeds} --profile smoke --out {tmp_path} --dry-run | head -1", shell=True,
+                           capture_output=True, text=True, cwd=REPO)
+    assert piped.stdout.count("papermill") == 1 and "Traceback" not in piped.stderr
 
 
 def test_bad_sweeps_are_one_line_errors():
