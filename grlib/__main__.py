@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("-p", "--parameter", nargs="+", action="append", default=[], metavar="NAME V",
                        help="a parameter and its values, e.g. -p guidance_scale 0 1 3 -p seed 0 1 2")
     sweep.add_argument("--profile", help="smoke, quick, full or auto (default: $GRLIB_PROFILE, else auto)")
-    sweep.add_argument("--jobs", type=int, default=1, help="runs at a time (torch threads are divided between them)")
+    sweep.add_argument("--jobs", type=int, default=1, help="runs at a time (they share the cores: grlib.threads)")
     sweep.add_argument("--dry-run", action="store_true", help="print one papermill command a line, run nothing")
     sweep.add_argument("--name", help="the sweep's folder name (default: the notebook and the parameters)")
     sweep.add_argument("--out", help="build folder (default: $GRLIB_BUILD, else the repository's build/)")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shlex
 import statistics
 import subprocess
@@ -31,10 +30,10 @@ def run_name(setting: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in setting.items())
 
 
-def command(nb: Path, run_dir: Path, setting: dict[str, Any], profile: str, checkpoints: Path, threads: int) -> str:
+def command(nb: Path, run_dir: Path, setting: dict[str, Any], profile: str, checkpoints: Path) -> str:
     """The papermill command line (with its environment) that executes one run: what --dry-run prints."""
     env = {"GRLIB_BUILD": run_dir, "GRLIB_CHECKPOINTS": checkpoints, "GRLIB_PROFILE": profile,
-           "GRLIB_PROGRESS": "text", "GRLIB_INTERACTIVE": "0", "OMP_NUM_THREADS": threads}
+           "GRLIB_PROGRESS": "text", "GRLIB_INTERACTIVE": "0"}
     args = [sys.executable, "-m", "papermill", str(nb), str(run_dir / nb.name), "--cwd", str(nb.parent),
             "--no-progress-bar", "-p", "profile", profile]
     for name, value in setting.items():
@@ -100,11 +99,10 @@ def run_sweep(notebook: str, values: dict[str, Sequence[Any]], profile: str | No
         check_parameters([nb], setting)
     out_dir = prepare_out(out)
     sweep_dir = out_dir / "sweeps" / (name or f"{nb.stem[:2]}-" + "-".join(values))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     todo = []
     for setting in settings:
         run_dir = sweep_dir / run_name(setting)
-        cmd = command(nb, run_dir, setting, P.name, out_dir / "checkpoints", threads)
+        cmd = command(nb, run_dir, setting, P.name, out_dir / "checkpoints")
         if dry_run:
             log(cmd)
         elif not (run_dir / "results" / f"{nb.stem}.json").exists():
