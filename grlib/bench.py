@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import platform
 import resource
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -49,6 +52,20 @@ def bench_table(rows: list[dict], methods: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def provenance(P_name: str, seeds: int, methods: list[str], validation: float) -> dict[str, str]:
+    """The command that reproduces a benchmark, the commit it ran at and the machine, for its record."""
+    command = f"python -m grlib bench --profile {P_name} --seeds {seeds} --methods {' '.join(methods)}"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, text=True,
+                                capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown (not a git checkout)"
+    threads = os.environ.get("OMP_NUM_THREADS", "torch's default")
+    return {"command": command + (f" --validation {validation}" if validation else ""), "commit": commit,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, device {nets.pick_device()}, "
+                       f"OMP_NUM_THREADS={threads}"}
+
+
 def run_bench(profile: str | None = None, seeds: int = 3, methods: list[str] | None = None,
               out: str | None = None, log: Callable[[str], None] = print, validation: float = 0.0) -> dict:
     """Run the methods over `seeds` seeds; write bench.json and bench.md into the build folder. With `validation`
@@ -79,11 +96,12 @@ def run_bench(profile: str | None = None, seeds: int = 3, methods: list[str] | N
             log(f"[bench] {m}, seed {seed}: A_T {rows[-1]['A_T']:.1f}, {rows[-1]['train_seconds']:.0f} s of training")
     table = bench_table(rows, methods)
     evaluated = f"validation split ({validation:.0%} of each task's training data)" if validation else "test set"
-    header = (f"# Benchmark: Split-MNIST, class-IL, MLP solver (PASS: the CNN), profile `{P.name}`, {seeds} seed(s), "
+    header = (f"# Benchmark: Split-MNIST, class-IL, MLP solver, profile `{P.name}`, {seeds} seed(s), "
               f"device {nets.pick_device()}, evaluated on the {evaluated}\n\n")
     name = "bench-validation" if validation else "bench"
     (out_dir / f"{name}.md").write_text(header + table)
-    (out_dir / f"{name}.json").write_text(json.dumps({"profile": P.as_dict(), "seeds": seeds, "validation": validation,
-                                                       "runs": rows}, indent=1))
+    record = {**provenance(P.name, seeds, methods, validation), "profile": P.as_dict(), "seeds": seeds,
+              "validation": validation, "runs": rows}
+    (out_dir / f"{name}.json").write_text(json.dumps(record, indent=1))
     log(header + table)
     return {"rows": rows, "table": table}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -111,9 +112,11 @@ def _first_seen(stream: TaskStream) -> list[int]:
 
 
 def run(strategy, stream: TaskStream, cache: bool = True, progress: bool = True,
-        eval_every: int | None = None, folder: str | os.PathLike | None = None) -> RunResult:
+        eval_every: int | None = None, folder: str | os.PathLike | None = None,
+        after_each_task: Callable[[int], None] | None = None) -> RunResult:
     """Train `strategy` task by task on `stream`, evaluating on all tasks after each one
-    (and every `eval_every` steps within a task, into `result.trace`).
+    (and every `eval_every` steps within a task, into `result.trace`); `after_each_task(t)` then sees the strategy
+    as it is after task t, trained or loaded (for snapshots).
 
     With `cache`, the strategy's state after each task is saved in `folder` (default: build/checkpoints/) and reused
     by a later run with the same settings and data (so a crash loses at most one task)."""
@@ -144,4 +147,6 @@ def run(strategy, stream: TaskStream, cache: bool = True, progress: bool = True,
         result.losses.append(losses)
         result.seconds.append(seconds)
         result.trace += trace
+        if after_each_task is not None:
+            after_each_task(t)
     return result

@@ -2,8 +2,10 @@
 notebook with one line naming the parameter, before anything is trained or cached."""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from . import data
@@ -52,6 +54,22 @@ def number(min: float | None = None, max: float | None = None, below: float | No
 def choice(*options: Any) -> Rule:
     """One of `options`."""
     return Rule(lambda v: None if v in options else "one of " + ", ".join(map(repr, options)))
+
+
+def json_file(*keys: str, optional: bool = False) -> Rule:
+    """The path of a readable JSON object holding `keys` ("" allowed if `optional`)."""
+    def check(v: Any) -> str | None:
+        if v == "" and optional:
+            return None
+        if not isinstance(v, str):
+            return "the path of a JSON file, as a string"
+        try:
+            content = json.loads(Path(v).read_text())
+        except (OSError, ValueError) as e:
+            return f"a readable JSON file ({type(e).__name__}: {e})"
+        missing = [k for k in keys if not isinstance(content, dict) or k not in content]
+        return f"a JSON file with the keys {', '.join(keys)}; it lacks {', '.join(missing)}" if missing else None
+    return Rule(check)
 
 
 def datasets(count: int | None = None) -> Rule:

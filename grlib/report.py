@@ -46,7 +46,7 @@ def render_report(out_dir: Path, names: list[str]) -> Path:
 
 
 def headline_figure(out_dir: Path) -> bytes | None:
-    """The first figure of the last executed notebook (notebook 07's accuracy curves when the whole course ran)."""
+    """The first figure of the last executed notebook (notebook 08's accuracy curves when the whole course ran)."""
     import nbformat
 
     for path in sorted((out_dir / "notebooks").glob("[0-9][0-9]_*.ipynb"), reverse=True):

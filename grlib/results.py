@@ -1,4 +1,4 @@
-"""Where the course writes what it computes: build/results/<notebook>.json, read by the runner and notebook 07."""
+"""Where the course writes what it computes: build/results/<notebook>.json, read by the runner and notebook 08."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""An ipywidgets explorer of replay (notebook 07): pick a method and a task, see its replay and accuracy matrix then.
+"""An ipywidgets explorer of replay (notebook 08): pick a method and a task, see its replay and accuracy matrix then.
 
 The static figures are drawn either way; the controls are added in an interactive session, and left out when
 `python -m grlib run` executes the notebook (it sets GRLIB_INTERACTIVE=0), so nothing waits for a browser there

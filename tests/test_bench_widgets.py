@@ -25,6 +25,8 @@ def test_bench_writes_mean_and_std_per_method(tmp_path):
     assert "| er |" in table and "±" in table and out["table"] in table
     assert all(r["peak_memory_MB"] > 100 for r in saved["runs"])  # torch and MNIST are in every worker
     assert any("[bench] er, seed 1" in line for line in lines)
+    assert saved["command"] == "python -m grlib bench --profile smoke --seeds 2 --methods finetune er"
+    assert saved["commit"] and "cores" in saved["machine"]  # enough to reproduce the record, and to read its times
 
 
 def test_bench_rejects_bad_arguments_before_running():

@@ -1,5 +1,5 @@
 """In a real browser (headless Chromium): the smoke report typesets its math with nothing loaded from outside the
-machine and every image loads; in JupyterLab, notebook 07 runs and its replay explorer responds to the slider.
+machine and every image loads; in JupyterLab, notebook 08 runs and its replay explorer responds to the slider.
 
 Skipped, saying so, where Chromium and ChromeDriver are not installed (Debian: apt install chromium
 chromium-driver); CI installs them."""
@@ -81,7 +81,7 @@ def test_the_report_typesets_math_offline_and_every_image_loads(course_build, br
 
     browser.get((course_build / "report" / "index.html").as_uri())
     links = browser.execute_script("return Array.from(document.links).map(a => a.getAttribute('href'))")
-    assert {f"{n}.html" for n in ("00_setup_and_the_problem", "07_results")} <= set(links)
+    assert {f"{n}.html" for n in ("00_setup_and_the_problem", "08_results")} <= set(links)
     assert browser.execute_script("return document.images.length > 0 && document.images[0].naturalWidth > 0")
 
 
@@ -97,7 +97,7 @@ def jupyterlab(course_build, tmp_path_factory):
     from grlib.course import NOTEBOOK_DIR
 
     folder = tmp_path_factory.mktemp("lab")
-    shutil.copy(NOTEBOOK_DIR / "07_results.ipynb", folder)
+    shutil.copy(NOTEBOOK_DIR / "08_results.ipynb", folder)
     port = free_port()
     env = {**os.environ, "GRLIB_BUILD": str(course_build), "GRLIB_PROFILE": "smoke"}
     env.pop("GRLIB_INTERACTIVE", None)
@@ -117,12 +117,12 @@ def jupyterlab(course_build, tmp_path_factory):
     server.wait(timeout=30)
 
 
-def test_notebook_07_runs_in_jupyterlab_and_the_slider_changes_the_image(jupyterlab, browser):
+def test_notebook_08_runs_in_jupyterlab_and_the_slider_changes_the_image(jupyterlab, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get(f"{jupyterlab}/lab/tree/07_results.ipynb")
+    browser.get(f"{jupyterlab}/lab/tree/08_results.ipynb")
     wait = WebDriverWait(browser, 120)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell"))
     wait.until(lambda d: "Idle" in d.find_element(By.CSS_SELECTOR, ".jp-Notebook").get_attribute("class") or

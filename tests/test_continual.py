@@ -129,3 +129,18 @@ def test_eval_every_traces_accuracy_during_training_and_survives_the_cache():
     assert first.trace[0]["accuracy"] != first.trace[3]["accuracy"]  # it learned in between
     again = continual.run(Untrainable(small_solver(), iters=40, batch_size=8), stream, progress=False, eval_every=10)
     assert again.trace == first.trace
+
+
+def test_after_each_task_sees_each_task_s_weights_whether_trained_or_loaded():
+    stream = synthetic_stream()
+
+    def snapshots(strategy) -> list[torch.Tensor]:
+        seen: list[torch.Tensor] = []
+        continual.run(strategy, stream, progress=False,
+                      after_each_task=lambda t: seen.append(next(strategy.solver.parameters()).detach().clone()))
+        return seen
+
+    trained = snapshots(Finetune(small_solver(), iters=20, batch_size=8))
+    loaded = snapshots(Untrainable(small_solver(), iters=20, batch_size=8))
+    assert len(trained) == 2 and not torch.equal(trained[0], trained[1])
+    assert all(torch.equal(a, b) for a, b in zip(trained, loaded))

@@ -215,3 +215,20 @@ def test_mergan_replays_equal_classes_labelled_by_construction_and_ra_trains_on_
     assert result.R[1][0] > 90
     with pytest.raises(ValueError, match="replay alignment"):
         MeRGAN(small_solver(), ConditionalMemory(), gen_iters=1, variant="ra", **KW)
+
+
+def test_mergan_fresh_replay_draws_the_old_classes_from_the_previous_generator_at_every_step():
+    from grlib.strategies import MeRGAN
+    stream = synthetic_stream()
+    gen = ConditionalMemory()
+    mergan = MeRGAN(small_solver(), gen, gen_iters=10, gen_batch_size=20, pool_size=40, fresh_replay=True, **KW)
+    mergan.learn(stream, 0, progress=False)
+    remembered = torch.cat(gen.seen).clone()
+    sample = mergan.generator_data(stream, 1)
+    for images in gen.seen:  # the generator moves on; the frozen copy must not
+        images.zero_()
+    x, y = sample(20)
+    old = y < 2
+    assert old.sum() == 10 and set(y[old].tolist()) <= {0, 1} and set(y[~old].tolist()) <= {2, 3}
+    for image, c in zip(x[old], y[old]):  # each old image is what G_{t-1} draws for its class
+        assert image.max() > 0 and torch.equal(image, remembered[(torch.cat(gen.labels) == c).nonzero()[0, 0]])

@@ -84,3 +84,19 @@ def test_a_checkpoint_is_as_readable_as_any_file_this_process_writes(tmp_path):
     checkpoints.save_checkpoint(path, {"a": 1}, {"w": torch.zeros(2)})
     (tmp_path / "plain").write_bytes(b"")
     assert path.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
+
+
+def test_a_bench_record_parameter_must_be_a_readable_record(tmp_path):
+    from grlib import params
+
+    rule = params.json_file("command", "runs", optional=True)
+    good, partial, broken = tmp_path / "good.json", tmp_path / "partial.json", tmp_path / "broken.json"
+    good.write_text('{"command": "python -m grlib bench", "runs": []}')
+    partial.write_text('{"command": "python -m grlib bench"}')
+    broken.write_text('{"command": ')
+    assert rule.check("") is None and rule.check(str(good)) is None
+    assert "lacks runs" in rule.check(str(partial))
+    assert "JSONDecodeError" in rule.check(str(broken))
+    assert "FileNotFoundError" in rule.check(str(tmp_path / "missing.json"))
+    with pytest.raises(params.ParameterError, match="parameter bench_record = .*lacks runs"):
+        params.check({"profile": "smoke", "bench_record": str(partial)}, bench_record=rule)

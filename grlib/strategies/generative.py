@@ -1,6 +1,7 @@
 """Generative replay: the old tasks' data is drawn from a generator instead of stored (notebooks 04 and 06)."""
 from __future__ import annotations
 
+import copy
 from dataclasses import KW_ONLY, dataclass
 from typing import ClassVar
 
@@ -209,13 +210,15 @@ class MeRGAN(GenerativeReplay):
     every old class in the numbers asked for, each sample labelled with the class it was drawn for.
 
     `variant="jtr"` (joint training with replay): the generator learns from real task-t data mixed with its own
-    replay of the old classes. `"ra"` (replay alignment): it learns from real task-t data only, while its outputs
-    for the old classes are held to the previous generator's for the same noise and class (the generator's
-    `alignment` weight)."""
+    replay of the old classes, drawn from the replay pool or, with `fresh_replay`, freshly from a frozen copy of the
+    previous generator at every step (as the paper's replay generator does). `"ra"` (replay alignment): it learns
+    from real task-t data only, while its outputs for the old classes are held to the previous generator's for the
+    same noise and class (the generator's `alignment` weight)."""
 
     name: ClassVar[str] = "mergan"
     _: KW_ONLY
     variant: str = "jtr"
+    fresh_replay: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -234,4 +237,17 @@ class MeRGAN(GenerativeReplay):
         return self.generator.sample(len(y), y), y
 
     def generator_data(self, stream: TaskStream, t: int, replay: bool = True) -> Sampler:
-        return super().generator_data(stream, t, replay=self.variant == "jtr")
+        if self.variant == "ra" or not self.fresh_replay or t == 0:
+            return super().generator_data(stream, t, replay=self.variant == "jtr")
+        previous = copy.deepcopy(self.generator)  # G_{t-1}: the generator has not started task t yet
+        old = torch.as_tensor(stream.classes_up_to(t - 1), device=self.device)
+        real_x, real_y = stream[t].train_x, stream[t].train_y
+
+        def sample(n: int) -> tuple[Tensor, Tensor]:
+            """A fraction 1/t of real task-t images, the rest G_{t-1}(z, c) for old classes c drawn uniformly."""
+            n_real = max(1, round(n / (t + 1)))
+            idx = torch.randint(len(real_x), (n_real,), generator=self.rng, device=self.device)
+            c = old[torch.randint(len(old), (n - n_real,), generator=self.rng, device=self.device)]
+            return torch.cat([to_float(real_x[idx]), previous.sample(n - n_real, c)]), torch.cat([real_y[idx], c])
+
+        return sample

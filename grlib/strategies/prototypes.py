@@ -1,5 +1,5 @@
 """PASS (Zhu et al., CVPR 2021): no replay at all. Class prototypes in feature space stand in for old data, and
-self-supervised rotations and feature distillation keep the features stable (notebook 07's table)."""
+self-supervised rotations and feature distillation keep the features stable (notebook 07)."""
 from __future__ import annotations
 
 import copy
