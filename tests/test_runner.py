@@ -103,7 +103,8 @@ def test_ctrl_c_ends_with_one_line_a_summary_and_exit_130(tmp_path):
     script = (f"import sys; from pathlib import Path; from grlib import course; "
               f"sys.exit(course.run_course(profile='smoke', out={str(tmp_path / 'build')!r}, folder=Path({str(folder)!r})))")
     run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+                           start_new_session=True,  # as from a terminal: Ctrl-C not ignored, whatever this process does
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (folder / "started").exists() and time.time() < deadline:  # the slow notebook's first cell ran
         time.sleep(0.5)
