@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from . import continual, data, nets, recipes
+from . import continual, data, nets, recipes, threads
 from .profiles import get_profile
 from .course import prepare_out
 
@@ -38,7 +38,8 @@ def _run_one(method: str, profile: str, seed: int, out: str, validation: float, 
                "peak_memory_MB": peak_mb, "curve": result.curve})
 
 
-def _mean_std(values: list[float]) -> str:
+def mean_std(values: list[float]) -> str:
+    """"mean ± std" over seeds, one decimal (the value alone for one seed)."""
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
 
 
@@ -46,24 +47,23 @@ def bench_table(rows: list[dict], methods: list[str]) -> str:
     lines = ["| method | A_T (%) | F_T (%) | training s | peak memory (MB) | seeds |", "| --- | --- | --- | --- | --- | --- |"]
     for m in methods:
         mine = [r for r in rows if r["method"] == m]
-        lines.append(f"| {m} | {_mean_std([r['A_T'] for r in mine])} | {_mean_std([r['F_T'] for r in mine])} | "
-                     f"{_mean_std([r['train_seconds'] for r in mine])} | "
+        lines.append(f"| {m} | {mean_std([r['A_T'] for r in mine])} | {mean_std([r['F_T'] for r in mine])} | "
+                     f"{mean_std([r['train_seconds'] for r in mine])} | "
                      f"{max(r['peak_memory_MB'] for r in mine):.0f} | {len(mine)} |")
     return "\n".join(lines) + "\n"
 
 
-def provenance(P_name: str, seeds: int, methods: list[str], validation: float) -> dict[str, str]:
+def provenance(profile_name: str, seeds: int, methods: list[str], validation: float) -> dict[str, str]:
     """The command that reproduces a benchmark, the commit it ran at and the machine, for its record."""
-    command = f"python -m grlib bench --profile {P_name} --seeds {seeds} --methods {' '.join(methods)}"
+    command = f"python -m grlib bench --profile {profile_name} --seeds {seeds} --methods {' '.join(methods)}"
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, text=True,
                                 capture_output=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown (not a git checkout)"
-    threads = os.environ.get("OMP_NUM_THREADS", "torch's default")
+    omp = f", OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}" if "OMP_NUM_THREADS" in os.environ else ""
     return {"command": command + (f" --validation {validation}" if validation else ""), "commit": commit,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, device {nets.pick_device()}, "
-                       f"OMP_NUM_THREADS={threads}"}
+            "machine": f"{platform.machine()}, {threads.CORES} cores, device {nets.pick_device()}{omp}"}
 
 
 def run_bench(profile: str | None = None, seeds: int = 3, methods: list[str] | None = None,

@@ -115,20 +115,29 @@ class GenerativeReplay(Replay):
         return F.cross_entropy(logits, y_old)
 
     def generator_data(self, stream: TaskStream, t: int, replay: bool = True) -> Sampler:
-        """What the generator learns from: labelled batches of real task-t images and, with `replay`, the replay
-        pool, a fraction 1/t real."""
+        """What the generator learns from: labelled batches of real task-t images and, with `replay`, the old
+        classes' replay (`generator_replay`), a fraction 1/t real."""
         real_x, real_y = stream[t].train_x, stream[t].train_y
+        replayed = self.generator_replay(stream, t) if replay and t > 0 else None
 
         def sample_real(n: int) -> tuple[Tensor, Tensor]:
-            n_real = n if self.pool is None or not replay else max(1, round(n / (t + 1)))
+            n_real = n if replayed is None else max(1, round(n / (t + 1)))
             idx = torch.randint(len(real_x), (n_real,), generator=self.rng, device=self.device)
             x, y = to_float(real_x[idx]), real_y[idx]
             if n_real < n:
-                old = torch.randint(len(self.pool["y"]), (n - n_real,), generator=self.rng, device=self.device)
-                x, y = torch.cat([x, to_float(self.pool["x"][old])]), torch.cat([y, self.pool["y"][old]])
+                old_x, old_y = replayed(n - n_real)
+                x, y = torch.cat([x, old_x]), torch.cat([y, old_y])
             return x, y
 
         return sample_real
+
+    def generator_replay(self, stream: TaskStream, t: int) -> Sampler:
+        """The old classes' share of the generator's batches: draws from the replay pool."""
+        def from_pool(n: int) -> tuple[Tensor, Tensor]:
+            old = torch.randint(len(self.pool["y"]), (n,), generator=self.rng, device=self.device)
+            return to_float(self.pool["x"][old]), self.pool["y"][old]
+
+        return from_pool
 
     def after_task(self, stream: TaskStream, t: int) -> None:
         self.generator_history.append(self.generator.train(
@@ -237,17 +246,17 @@ class MeRGAN(GenerativeReplay):
         return self.generator.sample(len(y), y), y
 
     def generator_data(self, stream: TaskStream, t: int, replay: bool = True) -> Sampler:
-        if self.variant == "ra" or not self.fresh_replay or t == 0:
-            return super().generator_data(stream, t, replay=self.variant == "jtr")
+        return super().generator_data(stream, t, replay=self.variant == "jtr")
+
+    def generator_replay(self, stream: TaskStream, t: int) -> Sampler:
+        """The pool, or with `fresh_replay` G_{t-1}(z, c) drawn anew for old classes c taken uniformly."""
+        if not self.fresh_replay:
+            return super().generator_replay(stream, t)
         previous = copy.deepcopy(self.generator)  # G_{t-1}: the generator has not started task t yet
         old = torch.as_tensor(stream.classes_up_to(t - 1), device=self.device)
-        real_x, real_y = stream[t].train_x, stream[t].train_y
 
-        def sample(n: int) -> tuple[Tensor, Tensor]:
-            """A fraction 1/t of real task-t images, the rest G_{t-1}(z, c) for old classes c drawn uniformly."""
-            n_real = max(1, round(n / (t + 1)))
-            idx = torch.randint(len(real_x), (n_real,), generator=self.rng, device=self.device)
-            c = old[torch.randint(len(old), (n - n_real,), generator=self.rng, device=self.device)]
-            return torch.cat([to_float(real_x[idx]), previous.sample(n - n_real, c)]), torch.cat([real_y[idx], c])
+        def fresh(n: int) -> tuple[Tensor, Tensor]:
+            c = old[torch.randint(len(old), (n,), generator=self.rng, device=self.device)]
+            return previous.sample(n, c), c
 
-        return sample
+        return fresh

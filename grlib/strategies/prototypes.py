@@ -63,11 +63,17 @@ class PASS(Strategy):
         return loss + self.proto_weight * proto + self.distill_weight * distill
 
     @torch.no_grad()
+    def features(self, x: Tensor) -> Tensor:
+        """f(x) for uint8 images, in chunks, with the solver in evaluation mode."""
+        self.solver.eval()
+        out = torch.cat([self.solver.features(to_float(x[i:i + 1000])) for i in range(0, len(x), 1000)])
+        self.solver.train()
+        return out
+
+    @torch.no_grad()
     def after_task(self, stream: TaskStream, t: int) -> None:
         x, y = stream[t].train_x, stream[t].train_y
-        self.solver.eval()
-        features = torch.cat([self.solver.features(to_float(x[i:i + 1000])) for i in range(0, len(y), 1000)])
-        self.solver.train()
+        features = self.features(x)
         spreads = []
         for c in stream[t].classes:
             mine = features[y == c]
