@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .generators import Sampler
@@ -48,9 +49,12 @@ class Generator(nn.Module):
 
 class Critic(nn.Module):
     """WGAN critic D: strided convs with LeakyReLU and no batch norm (the gradient penalty is per sample) -> a score.
-    With `n_classes`, a projection critic (Miyato & Koyama 2018): D(x, y) = w·φ(x) + e_y·φ(x)."""
+    With `n_classes`, class-aware in one of two ways: a projection critic (Miyato & Koyama 2018), D(x, y) = w·φ(x) +
+    e_y·φ(x); or, with `auxiliary`, AC-GAN's (Odena et al. 2017) unconditional score w·φ(x) beside a classifier head
+    C(φ(x)) over the classes."""
 
-    def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), width: int = 32, n_classes: int | None = None):
+    def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), width: int = 32, n_classes: int | None = None,
+                 auxiliary: bool = False):
         super().__init__()
         c, h, w = image_shape
         features = 2 * width * (h // 4) * (w // 4)
@@ -59,13 +63,19 @@ class Critic(nn.Module):
             nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
             nn.Flatten(), nn.Linear(features, 1),
         )
-        self.class_emb = nn.Embedding(n_classes, features) if n_classes else None
+        self.class_emb = nn.Embedding(n_classes, features) if n_classes and not auxiliary else None
+        self.classifier = nn.Linear(features, n_classes) if n_classes and auxiliary else None
+
+    def scores(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """(D(x, y), the classifier's logits C(φ(x)) or None), from one pass through the convolutions."""
+        phi = self.net[:-1](x)  # φ(x)
+        score = self.net[-1](phi).squeeze(1)
+        if self.class_emb is not None:
+            score = score + (self.class_emb(y) * phi).sum(1)
+        return score, None if self.classifier is None else self.classifier(phi)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        if self.class_emb is None:
-            return self.net(x).squeeze(1)
-        phi = self.net[:-1](x)  # φ(x)
-        return self.net[-1](phi).squeeze(1) + (self.class_emb(y) * phi).sum(1)
+        return self.scores(x, y)[0]
 
 
 def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
@@ -82,24 +92,31 @@ class WGANGP:
     Implements `grlib.generators.Generator`. Unconditional by default (it cannot be asked for classes); with
     `n_classes`, class-conditional (MeRGAN, Wu et al. 2018), and with `alignment` = λ > 0 it adds MeRGAN's replay
     alignment to the generator's loss: λ E_{z, c old} ‖G(z, c) − G_prev(z, c)‖², G_prev the generator as it was
-    before this training, c the classes it had learned."""
+    before this training, c the classes it had learned. A conditional critic is a projection critic unless
+    `auxiliary` = β > 0, which makes it the paper's AC-GAN (Odena et al. 2017): an unconditional score and a classifier
+    C, with β CE(C(x), y) added to the critic's loss on real images and β CE(C(G(z, y)), y) to the generator's."""
 
     def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), z_dim: int = 64, width: int = 32,
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.9), critic_steps: int = 5,
                  gp_weight: float = 10.0, device: torch.device | str = "cpu", seed: int = 0,
-                 n_classes: int | None = None, alignment: float = 0.0):
-        if alignment and not n_classes:
-            raise ValueError("replay alignment compares class-conditional samples: give n_classes")
+                 n_classes: int | None = None, alignment: float = 0.0, auxiliary: float = 0.0):
+        if (alignment or auxiliary) and not n_classes:
+            raise ValueError("replay alignment and the auxiliary classifier need class-conditional samples: give "
+                             "n_classes")
         with seeded(seed):  # the initial weights depend on the seed alone
-            self.generator = Generator(image_shape, z_dim, width, n_classes).to(device)
-            self.critic = Critic(image_shape, width, n_classes).to(device)
+            # channels-last: its transposed convolutions run faster so (the critic's convolutions do not)
+            self.generator = Generator(image_shape, z_dim, width, n_classes).to(device,
+                                                                                memory_format=torch.channels_last)
+            self.critic = Critic(image_shape, width, n_classes, auxiliary=auxiliary > 0).to(device)
         self.z_dim, self.critic_steps, self.gp_weight, self.device = z_dim, critic_steps, gp_weight, torch.device(device)
-        self.n_classes, self.alignment = n_classes, alignment
+        self.n_classes, self.alignment, self.auxiliary = n_classes, alignment, auxiliary
         self.known: set[int] = set()  # the classes the generator has been trained on
         self.settings = {"image_shape": list(image_shape), "z_dim": z_dim, "width": width, "lr": lr,
                          "betas": list(betas), "critic_steps": critic_steps, "gp_weight": gp_weight, "seed": seed}
         if n_classes:
             self.settings.update(n_classes=n_classes, alignment=alignment)
+        if auxiliary:
+            self.settings.update(auxiliary=auxiliary)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=betas)
 
@@ -108,9 +125,12 @@ class WGANGP:
         Wasserstein estimate E[D(x)] − E[D(x̃)])."""
         with torch.no_grad():
             fake = self.generator(torch.randn(len(real), self.z_dim, device=self.device), y)
-        d_real, d_fake = self.critic(real, y).mean(), self.critic(fake, y).mean()
+        (d_real, logits), d_fake = self.critic.scores(real, y), self.critic(fake, y).mean()
+        d_real = d_real.mean()
         penalty = gradient_penalty(lambda x: self.critic(x, y), real, fake)
         loss = d_fake - d_real + self.gp_weight * penalty  # L_D
+        if logits is not None:  # AC-GAN: + β CE(C(x), y), the critic's classifier learns the real classes
+            loss = loss + self.auxiliary * F.cross_entropy(logits, y)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
@@ -120,7 +140,10 @@ class WGANGP:
                        old: Tensor | None = None) -> float:
         """One generator update: minimise L_G = −E[D(G(z, y))], plus the replay alignment to `previous` on the old
         classes `old` if given."""
-        loss = -self.critic(self.generator(torch.randn(batch_size, self.z_dim, device=self.device), y), y).mean()
+        score, logits = self.critic.scores(self.generator(torch.randn(batch_size, self.z_dim, device=self.device), y), y)
+        loss = -score.mean()
+        if logits is not None:  # AC-GAN: + β CE(C(G(z, y)), y), samples the classifier reads as their class y
+            loss = loss + self.auxiliary * F.cross_entropy(logits, y)
         if previous is not None:
             z = torch.randn(batch_size, self.z_dim, device=self.device)
             c = old[torch.randint(len(old), (batch_size,), device=self.device)]

@@ -1,6 +1,9 @@
 """WGAN-GP: the gradient penalty's maths, shapes, a tiny training run, and divergence errors."""
+import copy
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from grlib import gan
@@ -101,9 +104,11 @@ def class_images(c: int, n: int) -> torch.Tensor:
     return x
 
 
-def test_a_conditional_gan_draws_the_classes_asked_for():
+@pytest.mark.parametrize("auxiliary", [0.0, 1.0], ids=["projection-critic", "ac-gan"])
+def test_a_conditional_gan_draws_the_classes_asked_for(auxiliary):
     torch.manual_seed(0)
-    model = gan.WGANGP((1, 28, 28), z_dim=8, width=8, lr=1e-3, critic_steps=2, n_classes=2)
+    model = gan.WGANGP((1, 28, 28), z_dim=8, width=8, lr=1e-3, critic_steps=2, n_classes=2, auxiliary=auxiliary)
+    assert (model.critic.classifier is None) == (auxiliary == 0) and (model.critic.class_emb is None) == (auxiliary > 0)
 
     def both(n):
         y = torch.arange(n) % 2
@@ -136,3 +141,19 @@ def test_replay_alignment_holds_the_old_classes_to_the_previous_generator():
     assert moved[10.0] < 0.5 * moved[0.0]
     with pytest.raises(ValueError, match="class-conditional"):
         gan.WGANGP(alignment=1.0)
+
+
+def test_the_ac_gan_generator_loss_adds_the_classifier_cross_entropy():
+    torch.manual_seed(0)
+    model = gan.WGANGP((1, 28, 28), z_dim=8, width=8, n_classes=2, auxiliary=0.5)
+    y = torch.tensor([0, 1] * 4)
+    before = copy.deepcopy(model.generator.state_dict())
+    torch.manual_seed(1)
+    loss = model.generator_step(8, y)
+    model.generator.load_state_dict(before)
+    torch.manual_seed(1)
+    score, logits = model.critic.scores(model.generator(torch.randn(8, 8), y))
+    assert logits.shape == (8, 2)
+    assert abs(loss - (-score.mean() + 0.5 * F.cross_entropy(logits, y)).item()) < 1e-5  # L_G + β CE(C(G(z, y)), y)
+    with pytest.raises(ValueError, match="class-conditional"):
+        gan.WGANGP(auxiliary=1.0)

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from grlib import continual
 from grlib.strategies import DGR, Finetune
-from grlib.strategies.generative import balanced_indices, to_uint8
+from grlib.strategies.generative import balanced_indices, match_histogram, to_uint8
 from test_continual import small_solver, synthetic_stream
 
 KW = dict(iters=150, batch_size=32, lr=1e-2)
@@ -132,19 +132,32 @@ def test_ddgr_replays_every_old_class_equally_guided_and_labelled_by_its_target(
     assert result.R[1][0] > 90
 
 
-def test_black_point_blackens_the_faint_background_of_the_replay_only():
-    stream = synthetic_stream()  # background pixels 0..39 (below 0.16), the class's two pixels 255
-    dgr = DGR(small_solver(), Memorizer(), gen_iters=5, gen_batch_size=8, pool_size=50, black_point=0.2, **KW)
+def test_histogram_matching_keeps_images_of_the_reference_histogram_and_clears_a_haze():
+    torch.manual_seed(0)
+    real = (torch.rand(20, 1, 28, 28) < 0.2).float()  # black backgrounds, white strokes
+    real[:, :, :2] = torch.randint(241, (20, 1, 2, 28)) / 255  # and a few rows of greys
+    counts = torch.bincount(to_uint8(real).flatten().long(), minlength=256)
+    assert torch.equal(match_histogram(real, counts), real)  # matched to its own histogram: unchanged
+    hazy = (real + 5 / 255).clamp(0, 1)  # every pixel five grey levels lighter, white stays white
+    matched = match_histogram(hazy, counts)
+    assert torch.allclose(matched, real)  # the levels keep their order, so the original comes back
+    assert (to_uint8(matched) == 0).float().mean() == (to_uint8(real) == 0).float().mean()
+
+
+def test_matched_levels_follow_the_real_images_seen():
+    stream = synthetic_stream()  # background pixels 0..39, the class's two pixels 255
+    dgr = DGR(small_solver(), Memorizer(), gen_iters=5, gen_batch_size=8, pool_size=50, match_levels=True, **KW)
     dgr.learn(stream, 0, progress=False)
+    expected = torch.bincount(stream[0].train_x.flatten().long(), minlength=256)
+    assert torch.equal(dgr.level_counts, expected)
+    dgr.generator.seen = [(t + 40 / 255).clamp(0, 1) for t in dgr.generator.seen]  # a generator with a haze
     dgr.rng = torch.Generator().manual_seed(0)
     dgr.before_task(stream, 1)
     pool = dgr.pool["x"].flatten(1)
-    assert set(pool.unique().tolist()) == {0, 255}  # haze gone, strokes kept
-    assert (pool == 255).sum(1).tolist() == [2] * 50
-    assert stream[0].train_x.flatten(1).max(1).values.min() == 255 and stream[0].train_x.unique().numel() > 2
-    assert set(dgr.samples[0].unique().tolist()) == {0, 255}  # the sample grids show what is replayed
-    with pytest.raises(ValueError, match="black_point"):
-        DGR(small_solver(), Memorizer(), gen_iters=5, black_point=1.0, **KW)
+    assert pool.max() == 255 and pool.float().mean() < stream[0].train_x.float().mean() + 5  # the haze is gone
+    restored = DGR(small_solver(), Memorizer(), gen_iters=5, match_levels=True, **KW)
+    restored.load_state_dict(dgr.state_dict())
+    assert torch.equal(restored.level_counts, expected)
 
 
 @pytest.mark.parametrize("soft_labels", [False, True], ids=["dgr-hard-labels", "ddgr-distillation"])

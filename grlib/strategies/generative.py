@@ -20,6 +20,17 @@ def to_uint8(x: Tensor) -> Tensor:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+def match_histogram(x: Tensor, reference: Tensor) -> Tensor:
+    """Images x in [0, 1] with their grey levels remapped so that their histogram matches `reference` (counts of the
+    256 levels): each level goes to the reference level at the same place in the cumulative distribution."""
+    levels = to_uint8(x).long()
+    counts = torch.bincount(levels.flatten(), minlength=256).double()
+    mid_cdf = (counts.cumsum(0) - counts / 2) / counts.sum()  # F_replay at the middle of each level's mass
+    reference_cdf = reference.to(x.device).double().cumsum(0) / reference.sum()  # F_real
+    table = torch.searchsorted(reference_cdf, mid_cdf).clamp(max=255)  # F_real⁻¹(F_replay(v))
+    return table[levels].to(x.dtype) / 255
+
+
 def balanced_indices(labels: Tensor, classes: tuple[int, ...], n: int, generator: torch.Generator) -> Tensor:
     """n indices into `labels`, an equal share for each of `classes` present (drawn with replacement)."""
     present = [c for c in classes if (labels == c).any()]
@@ -44,8 +55,10 @@ class GenerativeReplay(Replay):
     * the generator learns from real task-t data mixed with the pool, a fraction 1/t real,
     so each class keeps an equal share of both. Subclasses say how the pool is drawn (`replay_pool`, `draw`).
 
-    `black_point`: replayed pixels darker than this are set to black (0). Real MNIST backgrounds are exactly 0; a
-    generator that leaves a faint haze there hands the solver a shortcut ("hazy means old class", notebook 06)."""
+    `match_levels`: the replay's grey levels are matched to those of the real training images seen (histogram
+    matching, `match_histogram`). A generator that leaves a faint haze where real backgrounds are exactly black hands
+    the solver a shortcut ("hazy means old class", notebook 06); matching removes it without assuming any
+    particular background."""
 
     name: ClassVar[str] = "generative-replay"
     generator: Generator
@@ -55,21 +68,20 @@ class GenerativeReplay(Replay):
     pool_size: int = 10000
     soft_labels: bool = False
     temperature: float = 2.0
-    black_point: float = 0.0
+    match_levels: bool = False
     new_task_weight: str = "1/t"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.gen_iters < 1 or self.gen_batch_size < 1 or self.pool_size < 1 or self.temperature <= 0 \
-                or not 0 <= self.black_point < 1:
-            raise ValueError(f"gen_iters, gen_batch_size and pool_size must be positive, temperature > 0 and "
-                             f"0 ≤ black_point < 1; got {self.gen_iters}, {self.gen_batch_size}, {self.pool_size}, "
-                             f"{self.temperature}, {self.black_point}")
+        if self.gen_iters < 1 or self.gen_batch_size < 1 or self.pool_size < 1 or self.temperature <= 0:
+            raise ValueError(f"gen_iters, gen_batch_size and pool_size must be positive and temperature > 0; got "
+                             f"{self.gen_iters}, {self.gen_batch_size}, {self.pool_size}, {self.temperature}")
         self.pool: dict[str, Tensor] | None = None
         self.generator_history: list[dict[str, list[float]]] = []
         self.pool_label_counts: list[list[int]] = []  # the old solver's reading of each replay pool, per class
         self.samples: list[Tensor] = []  # 100 generated images (uint8) after each task
         self.pool_agreement: list[float] = []  # share of each pool whose label the old solver reads the same
+        self.level_counts = torch.zeros(256, dtype=torch.long)  # grey levels of the real training images seen
 
     def replay_pool(self, seen: list[int]) -> tuple[Tensor, Tensor]:
         """`pool_size` replayed images in [0, 1] of the classes `seen`, and their labels."""
@@ -79,9 +91,10 @@ class GenerativeReplay(Replay):
         """n images in [0, 1] as the generator replays the classes `seen` (for the sample grids)."""
         raise NotImplementedError
 
-    def blacken(self, x: Tensor) -> Tensor:
-        """x with every pixel below the black point set to 0."""
-        return x.masked_fill(x < self.black_point, 0.0)
+    def to_real_levels(self, x: Tensor) -> Tensor:
+        """Replayed images x as replay uses them: with `match_levels`, their grey levels matched to the real images
+        seen so far; otherwise unchanged."""
+        return match_histogram(x, self.level_counts) if self.match_levels and self.level_counts.any() else x
 
     @torch.no_grad()
     def old_solver_logits(self, x: Tensor) -> Tensor:
@@ -94,7 +107,7 @@ class GenerativeReplay(Replay):
         seen = list(stream.classes_up_to(t - 1))
         self.solver.eval()
         x, y = self.replay_pool(seen)
-        x = self.blacken(x)
+        x = self.to_real_levels(x)
         logits = self.old_solver_logits(x)
         self.solver.train()
         read = torch.as_tensor(seen, device=x.device)[logits[:, seen].argmax(1)]  # what the old solver sees
@@ -140,22 +153,24 @@ class GenerativeReplay(Replay):
         return from_pool
 
     def after_task(self, stream: TaskStream, t: int) -> None:
+        self.level_counts += torch.bincount(stream[t].train_x.flatten().long(), minlength=256).cpu()
         self.generator_history.append(self.generator.train(
             self.generator_data(stream, t), self.gen_iters, self.gen_batch_size, progress=self.progress,
             desc=f"{self.name} generator, task {t + 1}/{len(stream)}"))
         with torch.no_grad():
-            self.samples.append(to_uint8(self.blacken(self.draw(100, stream.classes_up_to(t)))))
+            self.samples.append(to_uint8(self.to_real_levels(self.draw(100, stream.classes_up_to(t)))))
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "generator": self.generator.state_dict(), "samples": self.samples,
                 "generator_history": self.generator_history, "pool_label_counts": self.pool_label_counts,
-                "pool_agreement": self.pool_agreement}
+                "pool_agreement": self.pool_agreement, "level_counts": self.level_counts}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.generator.load_state_dict(state["generator"])
         self.generator_history, self.pool_label_counts = state["generator_history"], state["pool_label_counts"]
         self.samples, self.pool_agreement = state["samples"], state["pool_agreement"]
+        self.level_counts = state["level_counts"]
 
 
 @dataclass(eq=False, repr=False)
