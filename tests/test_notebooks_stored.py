@@ -59,3 +59,10 @@ def test_the_student_copy_has_no_solutions(tmp_path):
         assert solutions >= 3 and len(student) == len(full) - solutions
         assert not any("solution" in c.get("metadata", {}).get("tags", []) for c in student)
         assert any(re.search(r"^## Exercises", t, re.M) for t in markdown(student)), "the exercises stay"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_results_are_saved_under_the_notebooks_own_name(path):
+    """The runner's summary reads each notebook's headline from build/results/<its name>.json."""
+    code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    assert set(re.findall(r"save_results\(\s*\"([^\"]+)\"", code)) == {path.stem}
