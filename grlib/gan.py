@@ -125,8 +125,8 @@ class WGANGP:
         Wasserstein estimate E[D(x)] − E[D(x̃)])."""
         with torch.no_grad():
             fake = self.generator(torch.randn(len(real), self.z_dim, device=self.device), y)
-        (d_real, logits), d_fake = self.critic.scores(real, y), self.critic(fake, y).mean()
-        d_real = d_real.mean()
+        score_real, logits = self.critic.scores(real, y)
+        d_real, d_fake = score_real.mean(), self.critic(fake, y).mean()
         penalty = gradient_penalty(lambda x: self.critic(x, y), real, fake)
         loss = d_fake - d_real + self.gp_weight * penalty  # L_D
         if logits is not None:  # AC-GAN: + β CE(C(x), y), the critic's classifier learns the real classes
