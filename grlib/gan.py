@@ -15,16 +15,32 @@ from .rng import seeded
 __all__ = ["Generator", "Critic", "gradient_penalty", "WGANGP", "train_with_snapshots", "TrainingDivergedError"]
 
 
-def _upsample(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+class ClassBatchNorm2d(nn.Module):
+    """Batch norm with a scale and shift learned per class (conditional batch norm, de Vries et al. 2017, the
+    generator of Miyato & Koyama 2018): γ_y ⊙ (x − μ_B)/σ_B + β_y."""
+
+    def __init__(self, channels: int, n_classes: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Parameter(torch.ones(n_classes, channels))  # γ_y, one row per class
+        self.shift = nn.Parameter(torch.zeros(n_classes, channels))  # β_y
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.gain[y, :, None, None] * self.norm(x) + self.shift[y, :, None, None]
+
+
+def _upsample(c_in: int, c_out: int, n_classes: int | None = None) -> list[nn.Module]:
+    norm = ClassBatchNorm2d(c_out, n_classes) if n_classes else nn.BatchNorm2d(c_out)
+    return [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), norm, nn.ReLU()]
 
 
 class Generator(nn.Module):
     """DCGAN-style G: z -> 4w×s×s -> (×2 upsampling)* -> C×H×W in [-1, 1]; for 1×28×28 (s=7) and 3×32×32 (s=4).
-    With `n_classes`, class-conditional: a learned embedding of the class is added to z."""
+    With `n_classes`, class-conditional: a learned embedding of the class is added to z, and with `class_norm` the
+    upsampling blocks' batch norms also scale and shift per class (`ClassBatchNorm2d`)."""
 
     def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), z_dim: int = 64, width: int = 32,
-                 n_classes: int | None = None):
+                 n_classes: int | None = None, class_norm: bool = False):
         super().__init__()
         c, h, _ = image_shape
         if h not in (28, 32):
@@ -36,7 +52,7 @@ class Generator(nn.Module):
         self.project = nn.Sequential(nn.Linear(z_dim, n_project), nn.BatchNorm1d(n_project), nn.ReLU())
         layers: list[nn.Module] = []
         for a, b in zip(blocks, blocks[1:]):
-            layers += _upsample(a, b)
+            layers += _upsample(a, b, n_classes if class_norm else None)
         layers += [nn.ConvTranspose2d(blocks[-1], c, 4, stride=2, padding=1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.class_emb = nn.Embedding(n_classes, z_dim) if n_classes else None
@@ -44,7 +60,10 @@ class Generator(nn.Module):
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.class_emb is not None:
             z = z + self.class_emb(y)  # G(z, y): the class shifts the latent code
-        return self.net(self.project(z).view(len(z), -1, self.start, self.start))
+        h = self.project(z).view(len(z), -1, self.start, self.start)
+        for layer in self.net:
+            h = layer(h, y) if isinstance(layer, ClassBatchNorm2d) else layer(h)
+        return h
 
 
 class Critic(nn.Module):
@@ -99,14 +118,15 @@ class WGANGP:
     def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), z_dim: int = 64, width: int = 32,
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.9), critic_steps: int = 5,
                  gp_weight: float = 10.0, device: torch.device | str = "cpu", seed: int = 0,
-                 n_classes: int | None = None, alignment: float = 0.0, auxiliary: float = 0.0):
-        if (alignment or auxiliary) and not n_classes:
-            raise ValueError("replay alignment and the auxiliary classifier need class-conditional samples: give "
-                             "n_classes")
+                 n_classes: int | None = None, alignment: float = 0.0, auxiliary: float = 0.0,
+                 class_norm: bool = False):
+        if (alignment or auxiliary or class_norm) and not n_classes:
+            raise ValueError("replay alignment, the auxiliary classifier and class norms need class-conditional "
+                             "samples: give n_classes")
         with seeded(seed):  # the initial weights depend on the seed alone
             # channels-last: its transposed convolutions run faster so (the critic's convolutions do not)
-            self.generator = Generator(image_shape, z_dim, width, n_classes).to(device,
-                                                                                memory_format=torch.channels_last)
+            self.generator = Generator(image_shape, z_dim, width, n_classes, class_norm).to(
+                device, memory_format=torch.channels_last)
             self.critic = Critic(image_shape, width, n_classes, auxiliary=auxiliary > 0).to(device)
         self.z_dim, self.critic_steps, self.gp_weight, self.device = z_dim, critic_steps, gp_weight, torch.device(device)
         self.n_classes, self.alignment, self.auxiliary = n_classes, alignment, auxiliary
@@ -117,6 +137,8 @@ class WGANGP:
             self.settings.update(n_classes=n_classes, alignment=alignment)
         if auxiliary:
             self.settings.update(auxiliary=auxiliary)
+        if class_norm:
+            self.settings.update(class_norm=True)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=betas)
 

@@ -157,3 +157,18 @@ def test_the_ac_gan_generator_loss_adds_the_classifier_cross_entropy():
     assert abs(loss - (-score.mean() + 0.5 * F.cross_entropy(logits, y)).item()) < 1e-5  # L_G + β CE(C(G(z, y)), y)
     with pytest.raises(ValueError, match="class-conditional"):
         gan.WGANGP(auxiliary=1.0)
+
+
+def test_class_norms_start_as_plain_batch_norm_and_shift_only_their_own_class():
+    plain = gan.WGANGP((1, 28, 28), z_dim=8, width=8, n_classes=3, seed=0)
+    norms = gan.WGANGP((1, 28, 28), z_dim=8, width=8, n_classes=3, class_norm=True, seed=0)
+    assert norms.settings["class_norm"] and "class_norm" not in plain.settings
+    z, y = torch.randn(12, 8), torch.arange(12) % 3
+    with torch.no_grad():
+        assert torch.allclose(plain.generator(z, y), norms.generator(z, y), atol=1e-6)  # γ_y = 1, β_y = 0 at first
+        layer = next(m for m in norms.generator.modules() if isinstance(m, gan.ClassBatchNorm2d))
+        layer.shift[2] += 1.0  # β_2: class 2's shift only
+        moved = (norms.generator(z, y) - plain.generator(z, y)).abs().flatten(1).amax(1)
+    assert (moved[y == 2] > 1e-3).all() and (moved[y != 2] < 1e-6).all()
+    with pytest.raises(ValueError, match="class-conditional"):
+        gan.WGANGP(class_norm=True)
