@@ -12,7 +12,8 @@ from .guards import TrainingDivergedError, check_loss
 from .progress import bar
 from .rng import seeded
 
-__all__ = ["Generator", "Critic", "gradient_penalty", "WGANGP", "train_with_snapshots", "TrainingDivergedError"]
+__all__ = ["ClassBatchNorm2d", "Generator", "Critic", "gradient_penalty", "WGANGP", "train_with_snapshots",
+           "TrainingDivergedError"]
 
 
 class ClassBatchNorm2d(nn.Module):
@@ -109,9 +110,10 @@ class WGANGP:
     """A generator and its critic, trained with the WGAN-GP objective; images in [0, 1] outside, [-1, 1] inside.
 
     Implements `grlib.generators.Generator`. Unconditional by default (it cannot be asked for classes); with
-    `n_classes`, class-conditional (MeRGAN, Wu et al. 2018), and with `alignment` = λ > 0 it adds MeRGAN's replay
-    alignment to the generator's loss: λ E_{z, c old} ‖G(z, c) − G_prev(z, c)‖², G_prev the generator as it was
-    before this training, c the classes it had learned. A conditional critic is a projection critic unless
+    `n_classes`, class-conditional (MeRGAN, Wu et al. 2018; `class_norm` adds per-class batch norms to its
+    generator), and with `alignment` = λ > 0 it adds MeRGAN's replay alignment to the generator's loss:
+    λ E_{z, c old} ‖G(z, c) − G_prev(z, c)‖², G_prev the generator as it was before this training, c the classes it
+    had learned. A conditional critic is a projection critic unless
     `auxiliary` = β > 0, which makes it the paper's AC-GAN (Odena et al. 2017): an unconditional score and a classifier
     C, with β CE(C(x), y) added to the critic's loss on real images and β CE(C(G(z, y)), y) to the generator's."""
 
