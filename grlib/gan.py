@@ -113,9 +113,9 @@ class WGANGP:
     `n_classes`, class-conditional (MeRGAN, Wu et al. 2018; `class_norm` adds per-class batch norms to its
     generator), and with `alignment` = λ > 0 it adds MeRGAN's replay alignment to the generator's loss:
     λ E_{z, c old} ‖G(z, c) − G_prev(z, c)‖², G_prev the generator as it was before this training, c the classes it
-    had learned. A conditional critic is a projection critic unless
-    `auxiliary` = β > 0, which makes it the paper's AC-GAN (Odena et al. 2017): an unconditional score and a classifier
-    C, with β CE(C(x), y) added to the critic's loss on real images and β CE(C(G(z, y)), y) to the generator's."""
+    had learned. A conditional critic is a projection critic unless `auxiliary` = β > 0, which makes it the paper's
+    AC-GAN (Odena et al. 2017): an unconditional score and a classifier C, with β CE(C(x), y) added to the critic's
+    loss on real images and β CE(C(G(z, y)), y) to the generator's."""
 
     def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), z_dim: int = 64, width: int = 32,
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.9), critic_steps: int = 5,

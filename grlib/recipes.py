@@ -127,8 +127,8 @@ def _mergan(c: Context, variant: str = "jtr", alignment: float = 1e-3, auxiliary
     86.9. One seed could not separate the last two, so both ran on seed 1 as well: 81.7 without the class norms, 84.4
     with them (means 84.6 and 85.7), and with them the old solver read the last pool's classes closer to equal
     (largest deviation from an equal share on seed 1: 9% against 29%; 18% on seed 0): the class norms are the
-    default.
-    (DGR with matched levels: 83.0 against 85.5 as drawn in the same code, so DGR replays its samples as drawn.)"""
+    default. (DGR with matched levels: 83.0 against 85.5 as drawn in the same code, so DGR replays its samples as
+    drawn.)"""
     wgan = gan.WGANGP(c.stream.image_shape, width=c.profile.gan_width, device=c.device, seed=c.seed,
                       n_classes=c.stream.n_classes, alignment=alignment if variant == "ra" else 0.0,
                       auxiliary=auxiliary, class_norm=class_norm)
