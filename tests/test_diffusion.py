@@ -113,6 +113,11 @@ def test_unet_shapes_and_conditioning():
         assert not torch.allclose(out, net(x, torch.tensor([1, 500]), torch.tensor([4, 7])))
     with pytest.raises(ValueError, match="28×28 or 32×32"):
         UNet((1, 64, 64))
+    for ch in (1, 2, 4, 8, 24):
+        UNet(ch=ch)
+    for ch in (3, 6, 12):
+        with pytest.raises(ValueError, match="1, 2, 4 or a multiple of 8"):
+            UNet(ch=ch)
 
 
 def test_training_lowers_the_loss_and_nan_is_an_error():

@@ -100,8 +100,8 @@ class ClassMemory:
     def remember(self, x, y):
         self.images, self.labels = x, y
 
-    def sample(self, n, y=None, steps=None, guide=None):
-        self.calls.append({"n": n, "steps": steps, "guided": guide is not None, "scale": guide.scale})
+    def sample(self, n, y=None, steps=None, eta=0.0, guide=None):
+        self.calls.append({"n": n, "steps": steps, "eta": eta, "guided": guide is not None, "scale": guide.scale})
         if y is None:
             return self.images[torch.randint(len(self.images), (n,))]
         return torch.stack([self.images[(self.labels == c).nonzero()[0, 0]] for c in y.tolist()])
@@ -118,18 +118,20 @@ def test_ddgr_replays_every_old_class_equally_guided_and_labelled_by_its_target(
     stream = synthetic_stream()
     memory = ClassMemory()
     memory.remember(torch.cat([t.train_x for t in stream]).float() / 255, torch.cat([t.train_y for t in stream]))
-    ddgr = DDGR(small_solver(), memory, gen_iters=3, pool_size=40, sample_steps=7, guidance_scale=2.5, **KW)
+    ddgr = DDGR(small_solver(), memory, gen_iters=3, pool_size=40, sample_steps=7, guidance_scale=2.5, eta=0.5, **KW)
     ddgr.learn(stream, 0, progress=False)
     ddgr.rng = torch.Generator().manual_seed(0)
     ddgr.before_task(stream, 1)
     assert torch.bincount(ddgr.pool["y"]).tolist() == [20, 20]  # old classes 0 and 1, in equal numbers
-    assert any(c["guided"] and c["scale"] == 2.5 and c["steps"] == 7 for c in memory.calls)
+    assert any(c["guided"] and c["scale"] == 2.5 and c["steps"] == 7 and c["eta"] == 0.5 for c in memory.calls)
     assert ddgr.pool_label_counts[0][:2] == [20, 20]  # the old solver agrees with every target
     ddgr.guided_samples(torch.tensor([0, 1]), scale=0.0)  # an ablation asks for another scale, same sampler
-    assert memory.calls[-1] == {"n": 2, "steps": 7, "guided": True, "scale": 0.0}
+    assert memory.calls[-1] == {"n": 2, "steps": 7, "eta": 0.5, "guided": True, "scale": 0.0}
     result = continual.run(DDGR(small_solver(), memory, gen_iters=3, pool_size=40, **KW), stream,
                            cache=False, progress=False)
     assert result.R[1][0] > 90
+    with pytest.raises(ValueError, match="0 ≤ eta ≤ 1"):
+        DDGR(small_solver(), memory, gen_iters=3, eta=1.5, **KW)
 
 
 def test_histogram_matching_keeps_images_of_the_reference_histogram_and_clears_a_haze():

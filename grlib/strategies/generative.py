@@ -205,18 +205,19 @@ class DDGR(GenerativeReplay):
     _: KW_ONLY
     sample_steps: int = 20
     guidance_scale: float = 1.0
+    eta: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.sample_steps < 1 or self.guidance_scale < 0:
-            raise ValueError(f"sample_steps must be ≥ 1 and guidance_scale ≥ 0; "
-                             f"got {self.sample_steps}, {self.guidance_scale}")
+        if self.sample_steps < 1 or self.guidance_scale < 0 or not 0 <= self.eta <= 1:
+            raise ValueError(f"sample_steps must be ≥ 1, guidance_scale ≥ 0 and 0 ≤ eta ≤ 1; "
+                             f"got {self.sample_steps}, {self.guidance_scale}, {self.eta}")
 
     def guided_samples(self, y: Tensor, scale: float | None = None) -> Tensor:
-        """DDIM samples of the classes y, each pulled towards its class by the solver (at `scale`, else the
+        """DDIM samples (noise η) of the classes y, each pulled towards its class by the solver (at `scale`, else the
         strategy's guidance scale)."""
         guide = SolverGuide(self.solver, self.guidance_scale if scale is None else scale)
-        return self.generator.sample(len(y), y, steps=self.sample_steps, guide=guide)
+        return self.generator.sample(len(y), y, steps=self.sample_steps, eta=self.eta, guide=guide)
 
     def draw(self, n: int, seen: tuple[int, ...]) -> Tensor:
         classes = torch.as_tensor(seen, device=self.device)
