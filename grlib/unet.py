@@ -43,8 +43,9 @@ class UNet(nn.Module):
         c = image_shape[0]
         if image_shape[1] not in (28, 32):
             raise ValueError(f"the UNet takes 28×28 or 32×32 images, not {image_shape}")
-        if any(8 <= w and w % 8 for w in (ch, 2 * ch, 4 * ch)):  # GroupNorm(min(8, w), w) needs 8 | w from 8 up
-            raise ValueError(f"the UNet's ch must be 1, 2, 4 or a multiple of 8 (its group norms use 8 groups), not {ch}")
+        if ch < 1 or any(8 <= w and w % 8 for w in (ch, 2 * ch, 4 * ch)):  # GroupNorm(min(8, w), w): 8 | w from 8 up
+            raise ValueError(f"the UNet's ch must be 1, 2, 4 or a multiple of 8 (its group norms use 8 groups), "
+                             f"not {ch}")
         self.image_shape, self.ch, self.seed, emb = tuple(image_shape), ch, seed, 4 * ch
         with seeded(seed):
             self.time_mlp = nn.Sequential(nn.Linear(ch, emb), nn.SiLU(), nn.Linear(emb, emb))

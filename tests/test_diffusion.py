@@ -115,7 +115,7 @@ def test_unet_shapes_and_conditioning():
         UNet((1, 64, 64))
     for ch in (1, 2, 4, 8, 24):
         UNet(ch=ch)
-    for ch in (3, 6, 12):
+    for ch in (0, 3, 6, 12):
         with pytest.raises(ValueError, match="1, 2, 4 or a multiple of 8"):
             UNet(ch=ch)
 
