@@ -18,14 +18,21 @@ def timestep_embedding(t: Tensor, dim: int) -> Tensor:
     return torch.cat([angles.sin(), angles.cos()], 1)
 
 
+GROUPS = 8  # groups in every group norm (with fewer channels, one group a channel)
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(GROUPS, channels), channels)
+
+
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice, with the time (and class) embedding added in between; a residual connection."""
 
     def __init__(self, c_in: int, c_out: int, emb_dim: int):
         super().__init__()
-        self.block1 = nn.Sequential(nn.GroupNorm(min(8, c_in), c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
+        self.block1 = nn.Sequential(group_norm(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
         self.emb = nn.Linear(emb_dim, c_out)
-        self.block2 = nn.Sequential(nn.GroupNorm(min(8, c_out), c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.block2 = nn.Sequential(group_norm(c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
@@ -43,9 +50,9 @@ class UNet(nn.Module):
         c = image_shape[0]
         if image_shape[1] not in (28, 32):
             raise ValueError(f"the UNet takes 28×28 or 32×32 images, not {image_shape}")
-        if ch < 1 or any(8 <= w and w % 8 for w in (ch, 2 * ch, 4 * ch)):  # GroupNorm(min(8, w), w): 8 | w from 8 up
-            raise ValueError(f"the UNet's ch must be 1, 2, 4 or a multiple of 8 (its group norms use 8 groups), "
-                             f"not {ch}")
+        if ch < 1 or any(w > GROUPS and w % GROUPS for w in (ch, 2 * ch, 4 * ch)):  # the groups must divide w
+            raise ValueError(f"the UNet's ch must be 1, 2, 4 or a multiple of {GROUPS} (its group norms use {GROUPS} "
+                             f"groups), not {ch}")
         self.image_shape, self.ch, self.seed, emb = tuple(image_shape), ch, seed, 4 * ch
         with seeded(seed):
             self.time_mlp = nn.Sequential(nn.Linear(ch, emb), nn.SiLU(), nn.Linear(emb, emb))
@@ -58,7 +65,7 @@ class UNet(nn.Module):
             self.up3 = ResBlock(4 * ch, 2 * ch, emb)
             self.up2 = ResBlock(4 * ch, ch, emb)
             self.up1 = ResBlock(2 * ch, ch, emb)
-            self.out = nn.Sequential(nn.GroupNorm(min(8, ch), ch), nn.SiLU(), nn.Conv2d(ch, c, 3, padding=1))
+            self.out = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, c, 3, padding=1))
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.ch))
