@@ -99,10 +99,17 @@ def ddim_times(T: int, steps: int) -> list[int]:
     return torch.linspace(T - 1, 0, steps).round().long().tolist()
 
 
+def check_eta(eta: float) -> None:
+    """DDIM's noise η runs from 0 (deterministic) to 1 (DDPM-like); above 1, σ² would exceed the noise left."""
+    if not 0 <= eta <= 1:
+        raise ValueError(f"DDIM's eta must satisfy 0 ≤ eta ≤ 1 (0: deterministic, 1: DDPM-like); got {eta}")
+
+
 def draw(ddpm: Diffusion, n: int, y: Tensor | None = None, steps: int | None = None, eta: float = 0.0,
          guide: Guide | None = None, progress: bool = False) -> Tensor:
     """n images in [-1, 1] from pure noise x_T ~ N(0, I): ancestral sampling over all T steps (steps=None), else
     DDIM over `steps` steps."""
+    check_eta(eta)
     x = torch.randn(n, *ddpm.model.image_shape, device=ddpm.device)
     if steps is None:
         for i in bar(range(ddpm.T - 1, -1, -1), desc="DDPM", disable=not progress):

@@ -78,6 +78,8 @@ def test_ddim_is_deterministic_given_the_seed():
     torch.manual_seed(4)
     c = d.sample(2, steps=5)
     assert torch.equal(a, b) and not torch.equal(a, c) and a.shape == (2, 1, 28, 28)
+    with pytest.raises(ValueError, match="0 ≤ eta ≤ 1"):
+        d.sample(2, steps=5, eta=1.5)
 
 
 class Brightness(nn.Module):

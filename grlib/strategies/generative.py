@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..data import TaskStream, to_float
 from ..generators import Generator, Sampler
-from ..sampling import SolverGuide
+from ..sampling import SolverGuide, check_eta
 from .replay import Replay, distillation
 
 
@@ -209,9 +209,10 @@ class DDGR(GenerativeReplay):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.sample_steps < 1 or self.guidance_scale < 0 or not 0 <= self.eta <= 1:
-            raise ValueError(f"sample_steps must be ≥ 1, guidance_scale ≥ 0 and 0 ≤ eta ≤ 1; "
-                             f"got {self.sample_steps}, {self.guidance_scale}, {self.eta}")
+        if self.sample_steps < 1 or self.guidance_scale < 0:
+            raise ValueError(f"sample_steps must be ≥ 1 and guidance_scale ≥ 0; "
+                             f"got {self.sample_steps}, {self.guidance_scale}")
+        check_eta(self.eta)  # before any training, not at the first replay
 
     def guided_samples(self, y: Tensor, scale: float | None = None) -> Tensor:
         """DDIM samples (noise η) of the classes y, each pulled towards its class by the solver (at `scale`, else the
