@@ -14,7 +14,7 @@ import torch
 from .results import build_dir
 
 # Bump when a change to the training code makes old checkpoints wrong.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 def settings_key(settings: dict) -> str:

@@ -20,8 +20,11 @@ def draw_state(name: str, R: Sequence[Sequence[float]], samples: Sequence[Tensor
                task_names: Sequence[str]) -> None:
     """One method after `task` (1-based): what it would replay next, and its accuracy matrix so far."""
     fig, (ax_img, ax_R) = plt.subplots(1, 2, figsize=(11, 4))
-    if samples:
+    if samples and task <= len(samples):
         plots.image_grid(samples[task - 1][:50], nrow=10, ax=ax_img, title=f"{name}: generated after task {task}")
+    elif samples:  # after the last task: the generator was not trained on it, so it is as it was one task earlier
+        plots.image_grid(samples[-1][:50], nrow=10, ax=ax_img,
+                         title=f"{name}: generated after task {len(samples)} (not trained on task {task}, the last)")
     else:
         ax_img.text(0.5, 0.5, f"{name} replays no generated samples", ha="center", va="center")
         ax_img.set_axis_off()
@@ -32,7 +35,7 @@ def draw_state(name: str, R: Sequence[Sequence[float]], samples: Sequence[Tensor
 
 
 def replay_explorer(runs: Mapping[str, dict], task_names: Sequence[str], interactive: bool | None = None) -> None:
-    """`runs`: method -> {"R": accuracy matrix, "samples": generated images after each task, or None}.
+    """`runs`: method -> {"R": accuracy matrix, "samples": generated images after each task but the last, or None}.
 
     Draws every method after its last task; with `interactive` (None: unless GRLIB_INTERACTIVE=0), adds a method
     menu and a task slider."""

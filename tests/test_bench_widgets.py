@@ -38,13 +38,13 @@ def test_bench_rejects_bad_arguments_before_running():
 
 
 def test_explorer_draws_static_figures_without_widgets():
-    runs = {"DGR": {"R": [[100.0, 0.0], [90.0, 99.0]], "samples": [torch.zeros(4, 1, 28, 28, dtype=torch.uint8)] * 2},
+    runs = {"DGR": {"R": [[100.0, 0.0], [90.0, 99.0]], "samples": [torch.zeros(4, 1, 28, 28, dtype=torch.uint8)]},
             "fine-tuning": {"R": [[100.0, 0.0], [0.0, 99.0]], "samples": None}}
     plt.close("all")
     widgets.replay_explorer(runs, ["0/1", "2/3"], interactive=False)
     assert len(plt.get_fignums()) == 2  # one static figure per method
     figure = plt.figure(plt.get_fignums()[0])
-    assert "generated after task 2" in figure.axes[0].get_title()
+    assert "generated after task 1 (not trained on task 2, the last)" in figure.axes[0].get_title()
     plt.close("all")
     widgets.replay_explorer(runs, ["0/1", "2/3"], interactive=True)  # builds the widgets and returns
     assert len(plt.get_fignums()) >= 2

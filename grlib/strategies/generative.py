@@ -53,7 +53,9 @@ class GenerativeReplay(Replay):
     * the solver learns L = r·L_CE(new) + (1 − r)·L_replay with r = 1/t (the `Replay` loss), where L_replay is the
       cross-entropy with the pool's labels or, with `soft_labels`, distillation of the old solver's outputs, and
     * the generator learns from real task-t data mixed with the pool, a fraction 1/t real,
-    so each class keeps an equal share of both. Subclasses say how the pool is drawn (`replay_pool`, `draw`).
+    so each class keeps an equal share of both. On the stream's last task the generator is not trained: nothing
+    comes after it to replay for (the solver, and so every accuracy, is the same either way). Subclasses say how
+    the pool is drawn (`replay_pool`, `draw`).
 
     `match_levels`: the replay's grey levels are matched to those of the real training images seen (histogram
     matching, `match_histogram`). A generator that leaves a faint haze where real backgrounds are exactly black hands
@@ -79,7 +81,7 @@ class GenerativeReplay(Replay):
         self.pool: dict[str, Tensor] | None = None
         self.generator_history: list[dict[str, list[float]]] = []
         self.pool_label_counts: list[list[int]] = []  # the old solver's reading of each replay pool, per class
-        self.samples: list[Tensor] = []  # 100 generated images (uint8) after each task
+        self.samples: list[Tensor] = []  # 100 generated images (uint8) after each task but the last
         self.pool_agreement: list[float] = []  # share of each pool whose label the old solver reads the same
         self.level_counts = torch.zeros(256, dtype=torch.long)  # grey levels of the real training images seen
 
@@ -153,7 +155,11 @@ class GenerativeReplay(Replay):
         return from_pool
 
     def after_task(self, stream: TaskStream, t: int) -> None:
+        """The generator learns task t so that later tasks can replay it; after the stream's last task nothing
+        will, so it is not trained there (its weights stay those that drew the last pool)."""
         self.level_counts += torch.bincount(stream[t].train_x.flatten().long(), minlength=256).cpu()
+        if t == len(stream) - 1:
+            return
         self.generator_history.append(self.generator.train(
             self.generator_data(stream, t), self.gen_iters, self.gen_batch_size, progress=self.progress,
             desc=f"{self.name} generator, task {t + 1}/{len(stream)}"))
