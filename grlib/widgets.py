@@ -20,11 +20,11 @@ def draw_state(name: str, R: Sequence[Sequence[float]], samples: Sequence[Tensor
                task_names: Sequence[str]) -> None:
     """One method after `task` (1-based): what it would replay next, and its accuracy matrix so far."""
     fig, (ax_img, ax_R) = plt.subplots(1, 2, figsize=(11, 4))
-    if samples and task <= len(samples):
-        plots.image_grid(samples[task - 1][:50], nrow=10, ax=ax_img, title=f"{name}: generated after task {task}")
-    elif samples:  # after the last task: the generator was not trained on it, so it is as it was one task earlier
-        plots.image_grid(samples[-1][:50], nrow=10, ax=ax_img,
-                         title=f"{name}: generated after task {len(samples)} (not trained on task {task}, the last)")
+    if samples:
+        shown = min(task, len(samples))  # not trained on the last task, the generator is as it was one task earlier
+        untrained = f" (not trained on task {task}, the last)" if shown < task else ""
+        plots.image_grid(samples[shown - 1][:50], nrow=10, ax=ax_img,
+                         title=f"{name}: generated after task {shown}{untrained}")
     else:
         ax_img.text(0.5, 0.5, f"{name} replays no generated samples", ha="center", va="center")
         ax_img.set_axis_off()
