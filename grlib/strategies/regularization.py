@@ -42,7 +42,7 @@ def fisher_diagonal(solver: nn.Module, x: Tensor, generator: torch.Generator, ch
             probs = torch.softmax(solver(images), -1)
         labels = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # y ~ p_θ(y | x)
         for name, g in per_sample_gradients(solver, images, labels, log_likelihood).items():
-            fisher[name] += g.pow(2).sum(0) / len(x)
+            fisher[name] += g.square_().sum(0) / len(x)  # in place: g is N × the weight's shape
     return fisher
 
 
@@ -54,7 +54,7 @@ def output_sensitivity(solver: nn.Module, x: Tensor, chunk: int = 128) -> dict[s
         images = to_float(x[i:i + chunk])
         unused = torch.zeros(len(images), dtype=torch.long, device=images.device)
         for name, g in per_sample_gradients(solver, images, unused, squared_output_norm).items():
-            omega[name] += g.abs().sum(0) / len(x)
+            omega[name] += g.abs_().sum(0) / len(x)  # in place: g is N × the weight's shape
     return omega
 
 
