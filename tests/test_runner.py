@@ -13,11 +13,13 @@ import pytest
 from grlib import course
 
 
-def write_notebook(path: Path, *sources: str, parameters: str = "profile = None") -> None:
+def write_notebook(path: Path, *sources: str, parameters: str = "profile = None", after: list[str] | None = None) -> None:
     cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
     cells += [nbformat.v4.new_code_cell(s) for s in sources]
-    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel}), path)
+    metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    if after:
+        metadata["grlib"] = {"after": after}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=metadata), path)
 
 
 def test_unknown_notebook_is_an_error_listing_the_names():
@@ -43,7 +45,7 @@ def test_a_failing_notebook_stops_the_run_and_is_named(tmp_path):
     write_notebook(folder / "01_broken.ipynb", "x = 1", "raise RuntimeError('the lesson did not hold')")
     write_notebook(folder / "02_never.ipynb", "open('ran', 'w')")
     lines: list[str] = []
-    code = course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append)
+    code = course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append, jobs=1)
     assert code == 1
     summary = (tmp_path / "build" / "summary.md").read_text()
     assert "| 00_fine | ok |" in summary and "answer 42.0, profile smoke" in summary
@@ -99,22 +101,66 @@ def test_ctrl_c_ends_with_one_line_a_summary_and_exit_130(tmp_path):
     folder = tmp_path / "notebooks"
     folder.mkdir()
     write_notebook(folder / "00_quick.ipynb", "from grlib.results import save_results\nsave_results('00_quick', {'a': 1.0})")
-    write_notebook(folder / "01_slow.ipynb", "import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(60)")
+    write_notebook(folder / "01_slow.ipynb", "import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(60)",
+                   after=["00"])
+    write_notebook(folder / "02_beside.ipynb", "import pathlib, time\npathlib.Path('beside').touch()\ntime.sleep(60)")
     script = (f"import sys; from pathlib import Path; from grlib import course; "
-              f"sys.exit(course.run_course(profile='smoke', out={str(tmp_path / 'build')!r}, folder=Path({str(folder)!r})))")
+              f"sys.exit(course.run_course(profile='smoke', out={str(tmp_path / 'build')!r}, folder=Path({str(folder)!r}), "
+              f"jobs=2))")
     run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            start_new_session=True,  # as from a terminal: Ctrl-C not ignored, whatever this process does
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
-    while not (folder / "started").exists() and time.time() < deadline:  # the slow notebook's first cell ran
+    while not ((folder / "started").exists() and (folder / "beside").exists()) and time.time() < deadline:
         time.sleep(0.5)
-    time.sleep(1)  # into its sleep
+    time.sleep(1)  # into their sleep (the slow notebooks' first cells ran)
     os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole process group
     stdout, stderr = run.communicate(timeout=120)
     assert run.returncode == 130, stdout + stderr
     assert "interrupted; 1 notebook(s) finished, models kept in" in stdout and "Traceback" not in stdout + stderr
     summary = (tmp_path / "build" / "summary.md").read_text()
     assert "| 00_quick | ok |" in summary and "| 01_slow | interrupted |" in summary
+    assert "| 02_beside | interrupted |" in summary and (folder / "beside").exists()  # ran beside 01, two at a time
+
+
+def test_notebooks_run_two_at_a_time_each_after_the_ones_it_reads(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_slow.ipynb", "import time\ntime.sleep(8)\nfrom grlib.results import save_results\n"
+                   "save_results('00_slow', {'a': 1.0})")
+    write_notebook(folder / "01_free.ipynb", "x = 1")
+    write_notebook(folder / "02_reader.ipynb", "from grlib.results import load_results\n"
+                   "assert load_results('00_slow')['headline'] == {'a': 1.0}", after=["00"])
+    lines: list[str] = []
+    assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
+                             jobs=2) == 0, lines
+    finished = [line.split("]")[0][1:] for line in lines if "] ok in" in line]
+    assert finished == ["01_free", "00_slow", "02_reader"], lines  # 01 beside 00; 02 waited for 00
+    assert any("2 at a time" in line for line in lines)
+
+
+def test_after_a_failure_no_notebook_starts_and_those_running_finish(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_slow.ipynb", "import time\ntime.sleep(10)")
+    write_notebook(folder / "01_broken.ipynb", "raise RuntimeError('the lesson did not hold')")
+    write_notebook(folder / "02_never.ipynb", "open('ran', 'w')")
+    assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=print, jobs=2) == 1
+    summary = (tmp_path / "build" / "summary.md").read_text()
+    assert "| 00_slow | ok |" in summary and "| 01_broken | failed |" in summary
+    assert "| 02_never | not run |" in summary and not (folder / "ran").exists()
+
+
+def test_a_notebook_waiting_for_one_the_folder_lacks_is_an_error_before_anything_runs(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_first.ipynb", "open('ran', 'w')")
+    write_notebook(folder / "01_reader.ipynb", "x = 1", after=["07"])
+    with pytest.raises(ValueError, match=r"01_reader.ipynb waits for notebook\(s\) 07, which .* does not have"):
+        course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder)
+    with pytest.raises(ValueError, match="--jobs must be at least 1, got 0"):
+        course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, jobs=0)
+    assert not (folder / "ran").exists()
 
 
 def test_run_smoke_course_notebook_00(tmp_path):
