@@ -134,9 +134,10 @@ def prerequisites(nb: Path) -> list[str]:
 
 
 def default_jobs() -> int:
-    """Two notebooks at a time where there are two cores or more. Small networks gain little from a second thread
-    (a WGAN-GP or UNet step takes as long on two threads as on one), so two notebooks on one thread each finish
-    sooner than one on two; `grlib.threads` gives each its share of the cores."""
+    """Two notebooks at a time where there are two cores or more, each on half of them. The course's small networks
+    gain little from a second thread, so two notebooks side by side finish sooner than one after the other (2-core
+    CPU: two one-thread WGAN-GP trainings take 82 ms a generator step between them, one on two threads 117 ms;
+    UNet steps 74 ms against 86 ms)."""
     return min(2, threads.CORES)
 
 
@@ -206,6 +207,10 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
     log(f"running {len(notebooks)} notebook(s) with profile {chosen_profile!r}, {jobs} at a time, into {out_dir}")
     environment = {"GRLIB_BUILD": str(out_dir), "GRLIB_PROFILE": chosen_profile, "GRLIB_PROGRESS": "text",
                    "GRLIB_INTERACTIVE": "0"}  # widgets would wait for a browser; a learner's own run has them
+    if jobs > 1 and not threads.fixed_by_user() and not os.environ.get("GRLIB_THREADS"):
+        # a fixed share, not one that follows the load: a sum's rounding depends on the threads that compute it,
+        # so a share that changed with the other notebook's pace would change the numbers from run to run
+        environment["GRLIB_THREADS"] = str(max(1, threads.CORES // jobs))
 
     def execute(nb: Path) -> None:
         run = runs[nb]

@@ -139,6 +139,21 @@ def test_notebooks_run_two_at_a_time_each_after_the_ones_it_reads(tmp_path):
     assert any("2 at a time" in line for line in lines)
 
 
+def test_notebooks_side_by_side_get_a_fixed_share_of_the_cores_unless_the_user_fixed_it(tmp_path, monkeypatch):
+    """A share that followed the other notebook's pace would change a sum's rounding from one run to the next."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_threads.ipynb", "import os\nopen('threads', 'w').write(os.environ.get('GRLIB_THREADS', '-'))")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("GRLIB_THREADS", raising=False)
+    monkeypatch.setattr(course.threads, "CORES", 4)
+    for jobs, user, seen in ((2, None, "2"), (1, None, "-"), (2, "3", "3")):
+        if user:
+            monkeypatch.setenv("GRLIB_THREADS", user)
+        assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, jobs=jobs) == 0
+        assert (folder / "threads").read_text() == seen, (jobs, user)
+
+
 def test_after_a_failure_no_notebook_starts_and_those_running_finish(tmp_path):
     folder = tmp_path / "notebooks"
     folder.mkdir()
