@@ -133,6 +133,16 @@ def prerequisites(nb: Path) -> list[str]:
     return list(nbformat.read(nb, as_version=4).metadata.get("grlib", {}).get("after", []))
 
 
+def waiting_for(nb: Path, notebooks: Sequence[Path], after: dict[Path, list[str]]) -> set[Path]:
+    """The notebooks among `notebooks` that wait for `nb`, directly or through others."""
+    found: set[Path] = set()
+    new = {nb}
+    while new:
+        new = {other for other in notebooks if any(n.stem[:2] in after[other] for n in new)} - found
+        found |= new
+    return found
+
+
 def default_jobs() -> int:
     """Two notebooks at a time where there are two cores or more, each on half of them. The course's small networks
     gain little from a second thread, so two notebooks side by side finish sooner than one after the other (2-core
@@ -197,6 +207,9 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
         if unknown := [n for n in names if n not in numbers]:
             raise ValueError(f"{nb.name} waits for notebook(s) {', '.join(unknown)}, which {folder} does not have; "
                              f"fix its metadata grlib.after")
+    waiters = {nb: waiting_for(nb, notebooks, after) for nb in notebooks}
+    if cycle := [nb.stem for nb in notebooks if nb in waiters[nb]]:
+        raise ValueError(f"notebooks {', '.join(cycle)} wait for each other; fix their metadata grlib.after")
     parameters = dict(parameters or {})
     check_parameters(notebooks, parameters)
     out_dir = prepare_out(out)
@@ -238,7 +251,8 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
         return all(runs[other].status == "ok" for other in notebooks if other.stem[:2] in after[nb])
 
     start = time.perf_counter()
-    waiting, running = list(notebooks), {}
+    # first what others wait for (notebook 03 before 00: 04, 07 and 08 wait for it), else in order
+    waiting, running = sorted(notebooks, key=lambda nb: -len(waiters[nb])), {}
     with _environment(**environment), ThreadPoolExecutor(max_workers=jobs) as pool:
         while waiting or running:
             stopped = kernels.stopping.is_set() or any(r.status in ("failed", "interrupted") for r in runs.values())

@@ -154,6 +154,14 @@ def test_notebooks_side_by_side_get_a_fixed_share_of_the_cores_unless_the_user_f
         assert (folder / "threads").read_text() == seen, (jobs, user)
 
 
+def test_what_other_notebooks_wait_for_starts_first():
+    folder = course.NOTEBOOK_DIR
+    notebooks = course.list_notebooks(folder)
+    after = {nb: course.prerequisites(nb) for nb in notebooks}
+    waiters = {nb.stem[:2]: {w.stem[:2] for w in course.waiting_for(nb, notebooks, after)} for nb in notebooks}
+    assert waiters["03"] == {"04", "07", "08"} and waiters["04"] == {"07", "08"} and waiters["00"] == set()
+
+
 def test_after_a_failure_no_notebook_starts_and_those_running_finish(tmp_path):
     folder = tmp_path / "notebooks"
     folder.mkdir()
@@ -172,6 +180,10 @@ def test_a_notebook_waiting_for_one_the_folder_lacks_is_an_error_before_anything
     write_notebook(folder / "00_first.ipynb", "open('ran', 'w')")
     write_notebook(folder / "01_reader.ipynb", "x = 1", after=["07"])
     with pytest.raises(ValueError, match=r"01_reader.ipynb waits for notebook\(s\) 07, which .* does not have"):
+        course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder)
+    write_notebook(folder / "01_reader.ipynb", "x = 1", after=["02"])
+    write_notebook(folder / "02_writer.ipynb", "x = 1", after=["01"])
+    with pytest.raises(ValueError, match=r"notebooks 01_reader, 02_writer wait for each other"):
         course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder)
     with pytest.raises(ValueError, match="--jobs must be at least 1, got 0"):
         course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, jobs=0)
