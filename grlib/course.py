@@ -1,5 +1,5 @@
-"""`python -m grlib run`: papermill executes the notebooks in order, two at a time, each after those it reads, into
-build/, and writes a summary."""
+"""`python -m grlib run`: papermill executes the notebooks, two at a time, each after those it reads, into build/,
+and writes a summary."""
 from __future__ import annotations
 
 import ast
@@ -191,9 +191,9 @@ class Kernels:
 def run_course(profile: str | None = None, only: Sequence[str] | None = None, out: str | None = None,
                folder: Path = NOTEBOOK_DIR, log: Callable[[str], None] = print,
                parameters: dict[str, Any] | None = None, jobs: int | None = None) -> int:
-    """Execute the chosen notebooks in order, `jobs` at a time (default `default_jobs()`), each after the notebooks
-    it reads (`prerequisites`), with `parameters` passed to those that declare them; after the first failure none
-    starts. Returns a process exit code: 0, 1 if a notebook failed, 130 if interrupted (Ctrl-C)."""
+    """Execute the chosen notebooks, `jobs` at a time (default `default_jobs()`), each after the notebooks it reads
+    (`prerequisites`), those that others wait for first, with `parameters` passed to those that declare them; after
+    the first failure none starts. Returns a process exit code: 0, 1 if a notebook failed, 130 if interrupted."""
     import papermill  # imported here: it is slow, and bad arguments should fail fast
 
     chosen_profile = get_profile(profile).name
