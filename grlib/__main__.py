@@ -17,14 +17,14 @@ def main(argv: list[str] | None = None) -> int:
     leave()  # this process only starts the ones that train; it should not take a share of the cores
     parser = argparse.ArgumentParser(prog="python -m grlib", description="The generative-replay course.")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="execute the notebooks with papermill, two at a time, into build/")
+    run = commands.add_parser("run", help="execute the notebooks in order with papermill, into build/")
     run.add_argument("--profile", help="smoke, quick, full or auto (default: $GRLIB_PROFILE, else auto)")
     run.add_argument("--only", nargs="+", metavar="NB", help="notebooks to run, by number or name (e.g. 00 01)")
     run.add_argument("--out", help="build folder (default: $GRLIB_BUILD, else the repository's build/)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="a notebook parameter, e.g. -p guidance_scale 1 (passed to the notebooks that declare it)")
-    run.add_argument("--jobs", type=int, help="notebooks at a time, each after those it reads and on an equal share of "
-                     "the cores (default: 2, or 1 on one core)")
+    run.add_argument("--jobs", type=int, default=1, help="notebooks at a time, each after those it reads and on an "
+                     "equal share of the cores (default 1)")
     bench = commands.add_parser("bench", help="every method on Split-MNIST over several seeds: build/bench.md")
     bench.add_argument("--profile", help="smoke, quick, full or auto (default: $GRLIB_PROFILE, else auto)")
     bench.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")

@@ -1,5 +1,5 @@
-"""`python -m grlib run`: papermill executes the notebooks, two at a time, each after those it reads, into build/,
-and writes a summary."""
+"""`python -m grlib run`: papermill executes the notebooks into build/ (in order, or several at a time, each after
+those it reads) and writes a summary."""
 from __future__ import annotations
 
 import ast
@@ -143,14 +143,6 @@ def waiting_for(nb: Path, notebooks: Sequence[Path], after: dict[Path, list[str]
     return found
 
 
-def default_jobs() -> int:
-    """Two notebooks at a time where there are two cores or more, each on half of them. The course's small networks
-    gain little from a second thread, so two notebooks side by side finish sooner than one after the other (2-core
-    CPU: two one-thread WGAN-GP trainings take 82 ms a generator step between them, one on two threads 117 ms;
-    UNet steps 74 ms against 86 ms)."""
-    return min(2, threads.CORES)
-
-
 class Kernels:
     """The kernels the runner has started and not yet shut down, so that Ctrl-C can interrupt them all (they run in
     sessions of their own, which a terminal's Ctrl-C does not reach)."""
@@ -190,14 +182,17 @@ class Kernels:
 
 def run_course(profile: str | None = None, only: Sequence[str] | None = None, out: str | None = None,
                folder: Path = NOTEBOOK_DIR, log: Callable[[str], None] = print,
-               parameters: dict[str, Any] | None = None, jobs: int | None = None) -> int:
-    """Execute the chosen notebooks, `jobs` at a time (default `default_jobs()`), each after the notebooks it reads
-    (`prerequisites`), those that others wait for first, with `parameters` passed to those that declare them; after
-    the first failure none starts. Returns a process exit code: 0, 1 if a notebook failed, 130 if interrupted."""
+               parameters: dict[str, Any] | None = None, jobs: int = 1) -> int:
+    """Execute the chosen notebooks, in order or `jobs` at a time, each after the notebooks it reads
+    (`prerequisites`), with `parameters` passed to those that declare them; after the first failure none starts.
+    Returns a process exit code: 0, 1 if a notebook failed, 130 if interrupted (Ctrl-C).
+
+    Side by side, each notebook gets an equal, fixed share of the cores, and those that others wait for start first.
+    The course's small networks gain little from a second thread: on a 2-core CPU, two one-thread WGAN-GP trainings
+    take 82 ms a generator step between them, one on two threads 117 ms (UNet steps: 74 ms against 86 ms)."""
     import papermill  # imported here: it is slow, and bad arguments should fail fast
 
     chosen_profile = get_profile(profile).name
-    jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
     notebooks = select_notebooks(only, folder)
@@ -251,8 +246,10 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
         return all(runs[other].status == "ok" for other in notebooks if other.stem[:2] in after[nb])
 
     start = time.perf_counter()
-    # first what others wait for (notebook 03 before 00: 04, 07 and 08 wait for it), else in order
-    waiting, running = sorted(notebooks, key=lambda nb: -len(waiters[nb])), {}
+    # side by side, first what others wait for (03 before 00: 04, 07 and 08 wait for it), so that the longest chain,
+    # 03 → 04 → 07 → 08, does not start last
+    waiting = sorted(notebooks, key=lambda nb: -len(waiters[nb])) if jobs > 1 else list(notebooks)
+    running = {}
     with _environment(**environment), ThreadPoolExecutor(max_workers=jobs) as pool:
         while waiting or running:
             stopped = kernels.stopping.is_set() or any(r.status in ("failed", "interrupted") for r in runs.values())
