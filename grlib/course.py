@@ -153,7 +153,8 @@ class Kernels:
 
     def manager(self, log: Path) -> type:
         """A kernel manager class whose kernels write their own log (stderr) to `log` instead of the terminal, so
-        that a run prints only its own lines, and which registers its kernel here."""
+        that a run prints only its own lines (a kernel shut down by Ctrl-C otherwise prints a traceback there), and
+        which registers its kernel here."""
         from jupyter_client.manager import AsyncKernelManager
 
         kernels = self
