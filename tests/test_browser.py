@@ -118,27 +118,41 @@ def jupyterlab(course_build, tmp_path_factory):
 
 
 def test_notebook_08_runs_in_jupyterlab_and_the_slider_changes_the_image(jupyterlab, browser):
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get(f"{jupyterlab}/lab/tree/08_results.ipynb")
-    wait = WebDriverWait(browser, 120)
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell"))
-    wait.until(lambda d: "Idle" in d.find_element(By.CSS_SELECTOR, ".jp-Notebook").get_attribute("class") or
-               d.find_elements(By.XPATH, "//*[contains(@title, 'Kernel Idle') or contains(text(), 'Idle')]"))
-    browser.find_element(By.XPATH, "//div[contains(@class, 'lm-MenuBar-itemLabel') and text()='Run']").click()
-    browser.find_element(By.XPATH, "//div[contains(@class, 'lm-Menu-itemLabel') and text()='Run All Cells']").click()
-    slider = WebDriverWait(browser, 600).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle, .widget-slider input"))[0]
-    assert browser.find_elements(By.CSS_SELECTOR, ".widget-dropdown select"), "the method menu is shown"
+    def wait_for(what: str, condition, seconds: int = 120):
+        """`condition`'s first truthy value; on a timeout, fails naming the step and showing the notebook's end."""
+        waiting = WebDriverWait(browser, seconds, ignored_exceptions=(StaleElementReferenceException,))
+        try:
+            return waiting.until(condition)
+        except TimeoutException:
+            page = browser.execute_script("return document.body ? document.body.innerText : ''")
+            pytest.fail(f"waited {seconds} s for {what}; the page ends with:\n{page[-3000:]}")
 
     def explorer_image() -> str:
         images = browser.find_elements(By.CSS_SELECTOR, ".widget-interact img, .jupyter-widgets-output-area img")
         return images[-1].get_attribute("src") if images else ""
 
-    before = WebDriverWait(browser, 120).until(lambda d: explorer_image())
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", slider)
-    slider.click()
-    slider.send_keys(Keys.ARROW_LEFT)
-    WebDriverWait(browser, 120).until(lambda d: explorer_image() not in ("", before))
+    def slider():
+        return browser.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle, .widget-slider input")
+
+    browser.get(f"{jupyterlab}/lab/tree/08_results.ipynb")
+    wait_for("the notebook's cells", lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell"))
+    wait_for("an idle kernel", lambda d: "Idle" in d.find_element(By.CSS_SELECTOR, ".jp-Notebook").get_attribute(
+        "class") or d.find_elements(By.XPATH, "//*[contains(@title, 'Kernel Idle') or contains(text(), 'Idle')]"))
+    wait_for("the Run menu", ready.element_to_be_clickable(
+        (By.XPATH, "//div[contains(@class, 'lm-MenuBar-itemLabel') and text()='Run']"))).click()
+    wait_for("Run All Cells", ready.element_to_be_clickable(
+        (By.XPATH, "//div[contains(@class, 'lm-Menu-itemLabel') and text()='Run All Cells']"))).click()
+    wait_for("the explorer's slider", lambda d: slider(), seconds=600)
+    assert browser.find_elements(By.CSS_SELECTOR, ".widget-dropdown select"), "the method menu is shown"
+
+    before = wait_for("the explorer's image", lambda d: explorer_image())
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", slider()[0])
+    slider()[0].click()
+    slider()[0].send_keys(Keys.ARROW_LEFT)
+    wait_for("a new image after moving the slider", lambda d: explorer_image() not in ("", before))
