@@ -1,20 +1,16 @@
-"""`python -m grlib run`: papermill executes the notebooks into build/ (in order, or several at a time, each after
-those it reads) and writes a summary."""
+"""`python -m grlib run`: papermill executes the notebooks in order into build/ and writes a summary."""
 from __future__ import annotations
 
 import ast
 import contextlib
 import os
-import signal
 import tempfile
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from . import data, threads
+from . import data
 from .data import REPO_ROOT
 from .profiles import get_profile
 from .report import render_report
@@ -125,163 +121,75 @@ def check_parameters(notebooks: Sequence[Path], parameters: dict[str, Any]) -> N
                                  f"(its default is {default!r})")
 
 
-def prerequisites(nb: Path) -> list[str]:
-    """The notebooks, by number, that must finish before `nb` starts: its metadata's `grlib.after` (they write the
-    results or train the models that `nb` reads)."""
-    import nbformat
+def logging_kernel_manager(log: Path) -> type:
+    """A kernel manager whose kernels write their own log (stderr) to `log` instead of the terminal, so that a run
+    prints only its own lines (a kernel shut down by Ctrl-C otherwise prints a traceback there)."""
+    from jupyter_client.manager import AsyncKernelManager
 
-    return list(nbformat.read(nb, as_version=4).metadata.get("grlib", {}).get("after", []))
+    class LoggingKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:
+            with open(log, "ab") as stderr:  # the kernel keeps its own copy of the file
+                await super().start_kernel(**{"stderr": stderr, **kw})
 
-
-def waiting_for(nb: Path, notebooks: Sequence[Path], after: dict[Path, list[str]]) -> set[Path]:
-    """The notebooks among `notebooks` that wait for `nb`, directly or through others."""
-    found: set[Path] = set()
-    new = {nb}
-    while new:
-        new = {other for other in notebooks if any(n.stem[:2] in after[other] for n in new)} - found
-        found |= new
-    return found
-
-
-class Kernels:
-    """The kernels the runner has started and not yet shut down, so that Ctrl-C can interrupt them all (they run in
-    sessions of their own, which a terminal's Ctrl-C does not reach)."""
-
-    def __init__(self) -> None:
-        self.running: set = set()
-        self.stopping = threading.Event()
-
-    def manager(self, log: Path) -> type:
-        """A kernel manager class whose kernels write their own log (stderr) to `log` instead of the terminal, so
-        that a run prints only its own lines (a kernel shut down by Ctrl-C otherwise prints a traceback there), and
-        which registers its kernel here."""
-        from jupyter_client.manager import AsyncKernelManager
-
-        kernels = self
-
-        class LoggingKernelManager(AsyncKernelManager):
-            async def start_kernel(self, **kw: Any) -> None:
-                with open(log, "ab") as stderr:  # the kernel keeps its own copy of the file
-                    await super().start_kernel(**{"stderr": stderr, **kw})
-                kernels.running.add(self)
-                if kernels.stopping.is_set():  # Ctrl-C came while this kernel started
-                    raise KeyboardInterrupt
-
-            async def shutdown_kernel(self, *args: Any, **kw: Any) -> None:
-                kernels.running.discard(self)
-                await super().shutdown_kernel(*args, **kw)
-
-        return LoggingKernelManager
-
-    def interrupt(self) -> None:
-        """What Ctrl-C in Jupyter does, for every running kernel: SIGINT to its process group."""
-        self.stopping.set()
-        for manager in list(self.running):
-            with contextlib.suppress(AttributeError, OSError):
-                os.killpg(manager.provisioner.process.pid, signal.SIGINT)
+    return LoggingKernelManager
 
 
 def run_course(profile: str | None = None, only: Sequence[str] | None = None, out: str | None = None,
                folder: Path = NOTEBOOK_DIR, log: Callable[[str], None] = print,
-               parameters: dict[str, Any] | None = None, jobs: int = 1) -> int:
-    """Execute the chosen notebooks, in order or `jobs` at a time, each after the notebooks it reads
-    (`prerequisites`), with `parameters` passed to those that declare them; after the first failure none starts.
-    Returns a process exit code: 0, 1 if a notebook failed, 130 if interrupted (Ctrl-C).
-
-    Side by side, each notebook gets an equal, fixed share of the cores, and those that others wait for start first.
-    The course's small networks gain little from a second thread: on a 2-core CPU, two one-thread WGAN-GP trainings
-    take 82 ms a generator step between them, one on two threads 117 ms (UNet steps: 74 ms against 86 ms)."""
+               parameters: dict[str, Any] | None = None) -> int:
+    """Execute the chosen notebooks in order, with `parameters` passed to those that declare them; stop at the
+    first failure. Returns a process exit code: 0, 1 if a notebook failed, 130 if interrupted (Ctrl-C)."""
     import papermill  # imported here: it is slow, and bad arguments should fail fast
 
     chosen_profile = get_profile(profile).name
-    if jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {jobs}")
     notebooks = select_notebooks(only, folder)
-    numbers = {nb.stem[:2] for nb in list_notebooks(folder)}
-    after = {nb: prerequisites(nb) for nb in notebooks}
-    for nb, names in after.items():
-        if unknown := [n for n in names if n not in numbers]:
-            raise ValueError(f"{nb.name} waits for notebook(s) {', '.join(unknown)}, which {folder} does not have; "
-                             f"fix its metadata grlib.after")
-    waiters = {nb: waiting_for(nb, notebooks, after) for nb in notebooks}
-    if cycle := [nb.stem for nb in notebooks if nb in waiters[nb]]:
-        raise ValueError(f"notebooks {', '.join(cycle)} wait for each other; fix their metadata grlib.after")
     parameters = dict(parameters or {})
     check_parameters(notebooks, parameters)
     out_dir = prepare_out(out)
     data.load("mnist"), data.load("mnist", train=False)  # every notebook reads MNIST: missing or corrupt fails here
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    runs = {nb: NotebookRun(nb.stem, "not run") for nb in notebooks}
-    kernels = Kernels()
-    log(f"running {len(notebooks)} notebook(s) with profile {chosen_profile!r}, {jobs} at a time, into {out_dir}")
+    runs = [NotebookRun(nb.stem, "not run") for nb in notebooks]
+    log(f"running {len(notebooks)} notebook(s) with profile {chosen_profile!r} into {out_dir}")
     environment = {"GRLIB_BUILD": str(out_dir), "GRLIB_PROFILE": chosen_profile, "GRLIB_PROGRESS": "text",
                    "GRLIB_INTERACTIVE": "0"}  # widgets would wait for a browser; a learner's own run has them
-    if jobs > 1 and not threads.fixed_by_user() and not os.environ.get("GRLIB_THREADS"):
-        # a fixed share, not one that follows the load: a sum's rounding depends on the threads that compute it,
-        # so a share that changed with the other notebook's pace would change the numbers from run to run
-        environment["GRLIB_THREADS"] = str(max(1, threads.CORES // jobs))
-
-    def execute(nb: Path) -> None:
-        run = runs[nb]
-        log(f"[{nb.stem}] running ...")
-        start = time.perf_counter()
-        declared = notebook_parameters(nb)
-        given = {k: v for k, v in {"profile": chosen_profile, **parameters}.items() if k in declared}
-        try:
-            papermill.execute_notebook(
-                str(nb), str(out_dir / "notebooks" / nb.name), cwd=str(nb.parent), parameters=given,
-                kernel_name="python3", progress_bar=False,
-                kernel_manager_class=kernels.manager(out_dir / "notebooks" / f"{nb.stem}.kernel.log"))
-            run.status = "ok"
-        except papermill.PapermillExecutionError as e:
-            run.status = "interrupted" if e.ename == "KeyboardInterrupt" else "failed"
-            run.error = f"cell [{e.exec_count}]: {e.ename}: {e.evalue}"
-        except KeyboardInterrupt:
-            run.status = "interrupted"
-        run.seconds = time.perf_counter() - start
-        if run.status == "ok":
+    course_start = time.perf_counter()
+    with _environment(**environment):
+        for nb, run in zip(notebooks, runs):
+            log(f"[{nb.stem}] running ...")
+            start = time.perf_counter()
+            declared = notebook_parameters(nb)
+            given = {k: v for k, v in {"profile": chosen_profile, **parameters}.items() if k in declared}
+            try:
+                papermill.execute_notebook(
+                    str(nb), str(out_dir / "notebooks" / nb.name), cwd=str(nb.parent), parameters=given,
+                    kernel_name="python3", progress_bar=False,
+                    kernel_manager_class=logging_kernel_manager(out_dir / "notebooks" / f"{nb.stem}.kernel.log"))
+                run.status = "ok"
+            except papermill.PapermillExecutionError as e:
+                run.status = "interrupted" if e.ename == "KeyboardInterrupt" else "failed"
+                run.error = f"cell [{e.exec_count}]: {e.ename}: {e.evalue}"
+            except KeyboardInterrupt:
+                run.status = "interrupted"
+            run.seconds = time.perf_counter() - start
+            if run.status != "ok":
+                break
             run.headline = (load_results(nb.stem, out_dir) or {}).get("headline")
             log(f"[{nb.stem}] ok in {run.seconds:.0f} s  {_format_headline(run.headline)}")
-
-    def ready(nb: Path) -> bool:
-        return all(runs[other].status == "ok" for other in notebooks if other.stem[:2] in after[nb])
-
-    start = time.perf_counter()
-    # side by side, first what others wait for (03 before 00: 04, 07 and 08 wait for it), so that the longest chain,
-    # 03 → 04 → 07 → 08, does not start last
-    waiting = sorted(notebooks, key=lambda nb: -len(waiters[nb])) if jobs > 1 else list(notebooks)
-    running = {}
-    with _environment(**environment), ThreadPoolExecutor(max_workers=jobs) as pool:
-        while waiting or running:
-            stopped = kernels.stopping.is_set() or any(r.status in ("failed", "interrupted") for r in runs.values())
-            for nb in [nb for nb in waiting if ready(nb) and not stopped][:jobs - len(running)]:
-                waiting.remove(nb)
-                running[pool.submit(execute, nb)] = nb
-            if not running:
-                break
-            try:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            except KeyboardInterrupt:
-                kernels.interrupt()  # the running notebooks end with their current cell, marked "interrupted"
-                continue
-            for future in finished:
-                future.result()
-                running.pop(future)
-    minutes, seconds = divmod(round(time.perf_counter() - start), 60)
-    ordered = [runs[nb] for nb in notebooks]
-    finished = sum(r.status == "ok" for r in ordered)
-    summary = write_summary(ordered, chosen_profile, out_dir)
-    if any(r.status == "interrupted" for r in ordered):
+    finished = sum(r.status == "ok" for r in runs)
+    summary = write_summary(runs, chosen_profile, out_dir)
+    if runs[finished:] and runs[finished].status == "interrupted":
         log(f"interrupted; {finished} notebook(s) finished, models kept in {out_dir / 'checkpoints'}; rerun to resume")
         return 130
-    for failed in (r for r in ordered if r.status == "failed"):
+    if any(r.status == "failed" for r in runs):
+        failed = next(r for r in runs if r.status == "failed")
         log(f"[{failed.name}] FAILED after {failed.seconds:.0f} s in {failed.error}\n"
             f"  the executed notebook, with the traceback, is {out_dir / 'notebooks' / (failed.name + '.ipynb')}")
     log(summary)
-    log(f"{finished} notebook(s) in {minutes} min {seconds:02d} s, {jobs} at a time")
-    index = render_report(out_dir, [nb.name for nb in notebooks if runs[nb].status != "not run"])
+    minutes, seconds = divmod(round(time.perf_counter() - course_start), 60)
+    log(f"{finished} notebook(s) in {minutes} min {seconds:02d} s")
+    index = render_report(out_dir, [nb.name for nb, run in zip(notebooks, runs) if run.status != "not run"])
     log(f"report: {index}")
-    return 1 if any(r.status == "failed" for r in ordered) else 0
+    return 1 if any(r.status == "failed" for r in runs) else 0
 
 
 def write_student_copy(out: str | os.PathLike, folder: Path = NOTEBOOK_DIR) -> list[Path]:

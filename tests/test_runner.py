@@ -13,13 +13,11 @@ import pytest
 from grlib import course
 
 
-def write_notebook(path: Path, *sources: str, parameters: str = "profile = None", after: list[str] | None = None) -> None:
+def write_notebook(path: Path, *sources: str, parameters: str = "profile = None") -> None:
     cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
     cells += [nbformat.v4.new_code_cell(s) for s in sources]
-    metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-    if after:
-        metadata["grlib"] = {"after": after}
-    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=metadata), path)
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel}), path)
 
 
 def test_unknown_notebook_is_an_error_listing_the_names():
@@ -45,7 +43,7 @@ def test_a_failing_notebook_stops_the_run_and_is_named(tmp_path):
     write_notebook(folder / "01_broken.ipynb", "x = 1", "raise RuntimeError('the lesson did not hold')")
     write_notebook(folder / "02_never.ipynb", "open('ran', 'w')")
     lines: list[str] = []
-    code = course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append, jobs=1)
+    code = course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append)
     assert code == 1
     summary = (tmp_path / "build" / "summary.md").read_text()
     assert "| 00_fine | ok |" in summary and "answer 42.0, profile smoke" in summary
@@ -53,6 +51,7 @@ def test_a_failing_notebook_stops_the_run_and_is_named(tmp_path):
     assert "| 02_never | not run |" in summary and not (folder / "ran").exists()
     assert any("01_broken] FAILED" in line and "cell [4]: RuntimeError" in line for line in lines)  # [4]: papermill injects a cell
     assert (tmp_path / "build" / "notebooks" / "01_broken.ipynb").exists()  # kept, with its traceback
+    assert any(line.startswith("1 notebook(s) in 0 min ") for line in lines), lines  # the run's time, to the second
 
 
 def test_the_runner_turns_widget_controls_off_through_the_environment_not_a_parameter(tmp_path):
@@ -101,93 +100,22 @@ def test_ctrl_c_ends_with_one_line_a_summary_and_exit_130(tmp_path):
     folder = tmp_path / "notebooks"
     folder.mkdir()
     write_notebook(folder / "00_quick.ipynb", "from grlib.results import save_results\nsave_results('00_quick', {'a': 1.0})")
-    write_notebook(folder / "01_slow.ipynb", "import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(60)",
-                   after=["00"])
-    write_notebook(folder / "02_beside.ipynb", "import pathlib, time\npathlib.Path('beside').touch()\ntime.sleep(60)")
+    write_notebook(folder / "01_slow.ipynb", "import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(60)")
     script = (f"import sys; from pathlib import Path; from grlib import course; "
-              f"sys.exit(course.run_course(profile='smoke', out={str(tmp_path / 'build')!r}, folder=Path({str(folder)!r}), "
-              f"jobs=2))")
+              f"sys.exit(course.run_course(profile='smoke', out={str(tmp_path / 'build')!r}, folder=Path({str(folder)!r})))")
     run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            start_new_session=True,  # as from a terminal: Ctrl-C not ignored, whatever this process does
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
-    while not ((folder / "started").exists() and (folder / "beside").exists()) and time.time() < deadline:
+    while not (folder / "started").exists() and time.time() < deadline:  # the slow notebook's first cell ran
         time.sleep(0.5)
-    time.sleep(1)  # into their sleep (the slow notebooks' first cells ran)
+    time.sleep(1)  # into its sleep
     os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole process group
     stdout, stderr = run.communicate(timeout=120)
     assert run.returncode == 130, stdout + stderr
     assert "interrupted; 1 notebook(s) finished, models kept in" in stdout and "Traceback" not in stdout + stderr
     summary = (tmp_path / "build" / "summary.md").read_text()
     assert "| 00_quick | ok |" in summary and "| 01_slow | interrupted |" in summary
-    assert "| 02_beside | interrupted |" in summary and (folder / "beside").exists()  # ran beside 01, two at a time
-
-
-def test_notebooks_run_two_at_a_time_each_after_the_ones_it_reads(tmp_path):
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
-    write_notebook(folder / "00_slow.ipynb", "import time\ntime.sleep(8)\nfrom grlib.results import save_results\n"
-                   "save_results('00_slow', {'a': 1.0})")
-    write_notebook(folder / "01_free.ipynb", "x = 1")
-    write_notebook(folder / "02_reader.ipynb", "from grlib.results import load_results\n"
-                   "assert load_results('00_slow')['headline'] == {'a': 1.0}", after=["00"])
-    lines: list[str] = []
-    assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
-                             jobs=2) == 0, lines
-    finished = [line.split("]")[0][1:] for line in lines if "] ok in" in line]
-    assert finished == ["01_free", "00_slow", "02_reader"], lines  # 01 beside 00; 02 waited for 00
-    assert any("2 at a time" in line for line in lines)
-
-
-def test_notebooks_side_by_side_get_a_fixed_share_of_the_cores_unless_the_user_fixed_it(tmp_path, monkeypatch):
-    """A share that followed the other notebook's pace would change a sum's rounding from one run to the next."""
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
-    write_notebook(folder / "00_threads.ipynb", "import os\nopen('threads', 'w').write(os.environ.get('GRLIB_THREADS', '-'))")
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("GRLIB_THREADS", raising=False)
-    monkeypatch.setattr(course.threads, "CORES", 4)
-    for jobs, user, seen in ((2, None, "2"), (1, None, "-"), (2, "3", "3")):
-        if user:
-            monkeypatch.setenv("GRLIB_THREADS", user)
-        assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, jobs=jobs) == 0
-        assert (folder / "threads").read_text() == seen, (jobs, user)
-
-
-def test_what_other_notebooks_wait_for_starts_first():
-    folder = course.NOTEBOOK_DIR
-    notebooks = course.list_notebooks(folder)
-    after = {nb: course.prerequisites(nb) for nb in notebooks}
-    waiters = {nb.stem[:2]: {w.stem[:2] for w in course.waiting_for(nb, notebooks, after)} for nb in notebooks}
-    assert waiters["03"] == {"04", "07", "08"} and waiters["04"] == {"07", "08"} and waiters["00"] == set()
-
-
-def test_after_a_failure_no_notebook_starts_and_those_running_finish(tmp_path):
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
-    write_notebook(folder / "00_slow.ipynb", "import time\ntime.sleep(10)")
-    write_notebook(folder / "01_broken.ipynb", "raise RuntimeError('the lesson did not hold')")
-    write_notebook(folder / "02_never.ipynb", "open('ran', 'w')")
-    assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=print, jobs=2) == 1
-    summary = (tmp_path / "build" / "summary.md").read_text()
-    assert "| 00_slow | ok |" in summary and "| 01_broken | failed |" in summary
-    assert "| 02_never | not run |" in summary and not (folder / "ran").exists()
-
-
-def test_a_notebook_waiting_for_one_the_folder_lacks_is_an_error_before_anything_runs(tmp_path):
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
-    write_notebook(folder / "00_first.ipynb", "open('ran', 'w')")
-    write_notebook(folder / "01_reader.ipynb", "x = 1", after=["07"])
-    with pytest.raises(ValueError, match=r"01_reader.ipynb waits for notebook\(s\) 07, which .* does not have"):
-        course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder)
-    write_notebook(folder / "01_reader.ipynb", "x = 1", after=["02"])
-    write_notebook(folder / "02_writer.ipynb", "x = 1", after=["01"])
-    with pytest.raises(ValueError, match=r"notebooks 01_reader, 02_writer wait for each other"):
-        course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder)
-    with pytest.raises(ValueError, match="--jobs must be at least 1, got 0"):
-        course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, jobs=0)
-    assert not (folder / "ran").exists()
 
 
 def test_run_smoke_course_notebook_00(tmp_path):
