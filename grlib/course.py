@@ -176,20 +176,20 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
             run.headline = (load_results(nb.stem, out_dir) or {}).get("headline")
             log(f"[{nb.stem}] ok in {run.seconds:.0f} s  {_format_headline(run.headline)}")
     finished = sum(r.status == "ok" for r in runs)
+    stopped = runs[finished] if finished < len(runs) else None  # the loop stops at the first that is not ok
     summary = write_summary(runs, chosen_profile, out_dir)
-    if runs[finished:] and runs[finished].status == "interrupted":
+    if stopped and stopped.status == "interrupted":
         log(f"interrupted; {finished} notebook(s) finished, models kept in {out_dir / 'checkpoints'}; rerun to resume")
         return 130
-    if any(r.status == "failed" for r in runs):
-        failed = next(r for r in runs if r.status == "failed")
-        log(f"[{failed.name}] FAILED after {failed.seconds:.0f} s in {failed.error}\n"
-            f"  the executed notebook, with the traceback, is {out_dir / 'notebooks' / (failed.name + '.ipynb')}")
+    if stopped:
+        log(f"[{stopped.name}] FAILED after {stopped.seconds:.0f} s in {stopped.error}\n"
+            f"  the executed notebook, with the traceback, is {out_dir / 'notebooks' / (stopped.name + '.ipynb')}")
     log(summary)
     minutes, seconds = divmod(round(time.perf_counter() - course_start), 60)
     log(f"{finished} notebook(s) in {minutes} min {seconds:02d} s")
     index = render_report(out_dir, [nb.name for nb, run in zip(notebooks, runs) if run.status != "not run"])
     log(f"report: {index}")
-    return 1 if any(r.status == "failed" for r in runs) else 0
+    return 1 if stopped else 0
 
 
 def write_student_copy(out: str | os.PathLike, folder: Path = NOTEBOOK_DIR) -> list[Path]:
