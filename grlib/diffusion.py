@@ -126,7 +126,8 @@ class Diffusion:
 
     @torch.no_grad()
     def sample(self, n: int, y: Tensor | None = None, *, steps: int | None = None, eta: float = 0.0,
-               guide: sampling.Guide | None = None, progress: bool = False, batch: int = 200) -> Tensor:
+               guide: sampling.Guide | None = None, progress: bool = False, batch: int = 200,
+               sampler: str = "ddim") -> Tensor:
         """n images in [0, 1]. steps=None: ancestral sampling over all T steps (DDPM); else DDIM (Song et al. 2021)
         over `steps` evenly spaced steps, η = 0 deterministic, η = 1 DDPM-like. `y`: the classes wanted, the
         network's condition if it is class-conditional, and the guide's target.
@@ -138,7 +139,8 @@ class Diffusion:
         network = self.sampling_network
         network.eval()
         x = torch.cat([sampling.draw(self, min(batch, n - i), None if y is None else y[i:i + batch], steps=steps,
-                                     eta=eta, guide=guide, progress=progress) for i in range(0, n, batch)])
+                                     eta=eta, guide=guide, progress=progress, sampler=sampler)
+                       for i in range(0, n, batch)])
         network.train()
         return ((x + 1) / 2).clamp(0, 1)
 

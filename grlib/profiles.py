@@ -29,7 +29,7 @@ class Profile:
     ddpm_iters: int                # DDPM steps on all of MNIST (notebook 05)
     ddgr_gen_iters: int            # DDGR: diffusion steps per task
     ddgr_pool: int                 # DDGR: replayed images drawn before each task
-    sample_steps: int              # DDIM steps when replaying
+    sample_steps: int              # DDGR: sampler steps when replaying (DPM-Solver++(2M))
     ancestral_samples: int         # notebook 05: images drawn with all T steps, to compare with DDIM
 
     def as_dict(self) -> dict:
@@ -46,7 +46,7 @@ PROFILES: dict[str, Profile] = {
                      buffer_sizes=(100, 500, 1000, 5000), fisher_samples=500,
                      gan_width=16, gan_iters=2000, dgr_gen_iters=1000, dgr_pool=10000, chain_iters=2000,
                      chain_pool=20000, ddpm_ch=16, ddpm_iters=1500, ddgr_gen_iters=700, ddgr_pool=5000,
-                     sample_steps=20, ancestral_samples=200),
+                     sample_steps=10, ancestral_samples=200),
     # van de Ven, Siegelmann & Tolias (2020): 2,000 steps a Split-MNIST task, 5,000 a Permuted-MNIST task.
     "full": Profile("full", iters=2000, batch_size=128, lr=1e-3, perm_tasks=10, perm_iters=5000, perm_lr=1e-4,
                     buffer_sizes=(100, 200, 500, 1000, 2000, 5000, 10000), fisher_samples=1000,

@@ -94,6 +94,28 @@ def ddim_step(ddpm: Diffusion, x_t: Tensor, i: int, i_prev: int | None, x0: Tens
     return x
 
 
+def log_snr(ddpm: Diffusion, i: int) -> Tensor:
+    """λ_t = log(α_t / σ_t) with α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t): the log signal-to-noise ratio at step i."""
+    ab = ddpm.alpha_bar[i]
+    return 0.5 * (ab / (1 - ab)).log()
+
+
+def dpm_solver_step(ddpm: Diffusion, x_t: Tensor, i: int, i_prev: int, x0: Tensor,
+                    earlier: tuple[int, Tensor] | None = None) -> Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022) from step i to the earlier step i_prev, with h = λ_{t'} − λ_t:
+    x_{t'} = (σ_{t'} / σ_t) x_t − α_{t'} (e^{−h} − 1) D. With D = x̂₀ this is DDIM with η = 0; given the step
+    before (its step and x̂₀), D = (1 + 1/2r) x̂₀ − (1/2r) x̂₀_before with r = h_before / h, a second-order
+    extrapolation of x̂₀ along λ."""
+    ab, ab_prev = ddpm.alpha_bar[i], ddpm.alpha_bar[i_prev]
+    h = log_snr(ddpm, i_prev) - log_snr(ddpm, i)
+    d = x0
+    if earlier is not None:
+        i_before, x0_before = earlier
+        r = (log_snr(ddpm, i) - log_snr(ddpm, i_before)) / h
+        d = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * x0_before
+    return ((1 - ab_prev) / (1 - ab)).sqrt() * x_t - ab_prev.sqrt() * torch.expm1(-h) * d
+
+
 def ddim_times(T: int, steps: int) -> list[int]:
     """The `steps` evenly spaced steps DDIM visits, from T − 1 down to 0."""
     return torch.linspace(T - 1, 0, steps).round().long().tolist()
@@ -105,21 +127,37 @@ def check_eta(eta: float) -> None:
         raise ValueError(f"DDIM's eta must satisfy 0 ≤ eta ≤ 1 (0: deterministic, 1: DDPM-like); got {eta}")
 
 
+SAMPLERS = ("ddim", "dpm++2m")
+
+
+def check_sampler(sampler: str, eta: float) -> None:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if sampler == "dpm++2m" and eta != 0:
+        raise ValueError(f"DPM-Solver++(2M) is deterministic: use eta=0 with it (got eta={eta}), or sampler='ddim'")
+
+
 def draw(ddpm: Diffusion, n: int, y: Tensor | None = None, steps: int | None = None, eta: float = 0.0,
-         guide: Guide | None = None, progress: bool = False) -> Tensor:
+         guide: Guide | None = None, progress: bool = False, sampler: str = "ddim") -> Tensor:
     """n images in [-1, 1] from pure noise x_T ~ N(0, I): ancestral sampling over all T steps (steps=None), else
-    DDIM over `steps` steps."""
+    `sampler` over `steps` evenly spaced steps: DDIM, or DPM-Solver++(2M), whose first step (nothing before it) and
+    last (to the clean image) are DDIM's."""
     check_eta(eta)
+    check_sampler(sampler, eta)
     x = torch.randn(n, *ddpm.model.image_shape, device=ddpm.device)
     if steps is None:
         for i in bar(range(ddpm.T - 1, -1, -1), desc="DDPM", disable=not progress):
             x0, _ = denoise(ddpm, x, i, y, guide)
             x = ancestral_step(ddpm, x, i, x0)
         return x
-    times = ddim_times(ddpm.T, steps)
-    for k, i in enumerate(bar(times, desc="DDIM", disable=not progress)):
+    times, earlier = ddim_times(ddpm.T, steps), None
+    for k, i in enumerate(bar(times, desc=sampler, disable=not progress)):
         x0, eps = denoise(ddpm, x, i, y, guide)
-        x = ddim_step(ddpm, x, i, times[k + 1] if k + 1 < len(times) else None, x0, eps, eta)
+        i_prev = times[k + 1] if k + 1 < len(times) else None
+        if sampler == "dpm++2m" and i_prev is not None:
+            x, earlier = dpm_solver_step(ddpm, x, i, i_prev, x0, earlier), (i, x0)
+        else:
+            x = ddim_step(ddpm, x, i, i_prev, x0, eps, eta)
     return x
 
 

@@ -66,7 +66,50 @@ def test_samplers_recover_the_one_image_an_oracle_denoiser_knows():
     assert torch.allclose(d.sample(3, steps=10), expected, atol=1e-5)  # DDIM, η = 0
     assert torch.allclose(d.sample(5, steps=10, batch=2), expected[:1].expand(5, -1, -1, -1), atol=1e-5)  # in batches
     assert torch.allclose(d.sample(3, steps=10, eta=1.0), expected, atol=1e-4)
+    assert torch.allclose(d.sample(3, steps=10, sampler="dpm++2m"), expected, atol=1e-5)
     assert torch.allclose(d.sample(3), expected, atol=1e-4)  # ancestral, all 200 steps
+
+
+class GaussianOracle(nn.Module):
+    """The exact x₀-prediction for data x₀ ~ N(0, s²I): E[x₀ | x_t] = √ᾱ_t s² / (ᾱ_t s² + 1 − ᾱ_t) · x_t."""
+    def __init__(self, std: float):
+        super().__init__()
+        self.std, self.alpha_bar = std, None
+        self.image_shape, self.ch, self.class_emb, self.seed = (1, 28, 28), 8, None, 0
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, t, y=None):
+        ab = self.alpha_bar[t].view(-1, 1, 1, 1)
+        return ab.sqrt() * self.std ** 2 / (ab * self.std ** 2 + 1 - ab) * x + 0 * self.dummy
+
+
+def test_dpm_solver_is_second_order_and_its_first_order_step_is_ddim():
+    oracle = GaussianOracle(0.3)
+    d = diffusion.Diffusion(oracle, T=1000, prediction="x0")
+    oracle.alpha_bar = d.alpha_bar
+    torch.manual_seed(0)
+    x_T = torch.randn(64, 1, 28, 28)
+    # the probability-flow ODE keeps x_t / std(x_t) fixed: at step 0, x = x_T · std₀ / std_T
+    std = lambda i: (d.alpha_bar[i] * 0.09 + 1 - d.alpha_bar[i]).sqrt()
+    exact = x_T * std(0) / std(999)
+    lam = [sampling.log_snr(d, i).item() for i in range(1000)]
+    times = [min(range(1000), key=lambda i: abs(lam[i] - target)) for target in torch.linspace(lam[-1], lam[0], 10)]
+    error = {}
+    for order in (1, 2):  # ten steps evenly spaced in λ, where the extrapolation is well posed
+        x, earlier = x_T, None
+        for i, i_prev in zip(times, times[1:]):
+            x0 = oracle(x, torch.full((64,), i))
+            x = sampling.dpm_solver_step(d, x, i, i_prev, x0, earlier if order == 2 else None)
+            earlier = (i, x0)
+        error[order] = (x - exact).abs().mean().item()
+    assert error[2] < error[1] / 5, error
+    x, x0 = torch.randn(2, 1, 28, 28), torch.rand(2, 1, 28, 28) * 2 - 1
+    ddim = sampling.ddim_step(d, x, 500, 400, x0, d.eps_from_x0(x, torch.full((2,), 500), x0))
+    assert torch.allclose(sampling.dpm_solver_step(d, x, 500, 400, x0), ddim, atol=1e-5)
+    with pytest.raises(ValueError, match="deterministic"):
+        d.sample(2, steps=5, eta=0.5, sampler="dpm++2m")
+    with pytest.raises(ValueError, match="unknown sampler"):
+        d.sample(2, steps=5, sampler="euler")
 
 
 def test_ddim_is_deterministic_given_the_seed():

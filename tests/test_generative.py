@@ -110,8 +110,9 @@ class ClassMemory:
     def remember(self, x, y):
         self.images, self.labels = x, y
 
-    def sample(self, n, y=None, steps=None, eta=0.0, guide=None):
-        self.calls.append({"n": n, "steps": steps, "eta": eta, "guided": guide is not None, "scale": guide.scale})
+    def sample(self, n, y=None, steps=None, eta=0.0, guide=None, sampler="ddim"):
+        self.calls.append({"n": n, "steps": steps, "eta": eta, "guided": guide is not None, "scale": guide.scale,
+                           "sampler": sampler})
         if y is None:
             return self.images[torch.randint(len(self.images), (n,))]
         return torch.stack([self.images[(self.labels == c).nonzero()[0, 0]] for c in y.tolist()])
@@ -136,12 +137,16 @@ def test_ddgr_replays_every_old_class_equally_guided_and_labelled_by_its_target(
     assert any(c["guided"] and c["scale"] == 2.5 and c["steps"] == 7 and c["eta"] == 0.5 for c in memory.calls)
     assert ddgr.pool_label_counts[0][:2] == [20, 20]  # the old solver agrees with every target
     ddgr.guided_samples(torch.tensor([0, 1]), scale=0.0)  # an ablation asks for another scale, same sampler
-    assert memory.calls[-1] == {"n": 2, "steps": 7, "eta": 0.5, "guided": True, "scale": 0.0}
+    assert memory.calls[-1] == {"n": 2, "steps": 7, "eta": 0.5, "guided": True, "scale": 0.0, "sampler": "ddim"}
     result = continual.run(DDGR(small_solver(), memory, gen_iters=3, pool_size=40, **KW), stream,
                            cache=False, progress=False)
     assert result.R[1][0] > 90
     with pytest.raises(ValueError, match="0 ≤ eta ≤ 1"):
         DDGR(small_solver(), memory, gen_iters=3, eta=1.5, **KW)
+    with pytest.raises(ValueError, match="deterministic"):  # before any training
+        DDGR(small_solver(), memory, gen_iters=3, eta=0.5, sampler="dpm++2m", **KW)
+    DDGR(small_solver(), memory, gen_iters=3, pool_size=40, sampler="dpm++2m", **KW).draw(2, (0, 1))
+    assert memory.calls[-1]["sampler"] == "dpm++2m"
 
 
 def test_histogram_matching_keeps_images_of_the_reference_histogram_and_clears_a_haze():

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..data import TaskStream, to_float
 from ..generators import Generator, Sampler
-from ..sampling import SolverGuide, check_eta
+from ..sampling import SolverGuide, check_eta, check_sampler
 from .replay import Replay, distillation
 
 
@@ -205,13 +205,14 @@ class DGR(GenerativeReplay):
 class DDGR(GenerativeReplay):
     """Diffusion-based generative replay (Gao & Liu 2023): a DDPM (`grlib.diffusion.Diffusion`) replays the old
     classes in equal numbers, each sample guided towards its class by the old solver (`grlib.sampling.SolverGuide`)
-    and labelled with that class."""
+    and labelled with that class. `sampler`, `sample_steps` and `eta` say how it is drawn (`grlib.sampling.draw`)."""
 
     name: ClassVar[str] = "ddgr"
     _: KW_ONLY
     sample_steps: int = 20
     guidance_scale: float = 1.0
     eta: float = 0.0
+    sampler: str = "ddim"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -219,19 +220,21 @@ class DDGR(GenerativeReplay):
             raise ValueError(f"sample_steps must be ≥ 1 and guidance_scale ≥ 0; "
                              f"got {self.sample_steps}, {self.guidance_scale}")
         check_eta(self.eta)  # before any training, not at the first replay
+        check_sampler(self.sampler, self.eta)
 
     def guided_samples(self, y: Tensor, scale: float | None = None) -> Tensor:
-        """DDIM samples (noise η) of the classes y, each pulled towards its class by the solver (at `scale`, else the
-        strategy's guidance scale)."""
+        """Samples of the classes y (DDIM with noise η, or DPM-Solver++(2M)), each step pulled towards its class by
+        the solver (at `scale`, else the strategy's guidance scale)."""
         guide = SolverGuide(self.solver, self.guidance_scale if scale is None else scale)
-        return self.generator.sample(len(y), y, steps=self.sample_steps, eta=self.eta, guide=guide)
+        return self.generator.sample(len(y), y, steps=self.sample_steps, eta=self.eta, guide=guide,
+                                     sampler=self.sampler)
 
     def draw(self, n: int, seen: tuple[int, ...]) -> Tensor:
         classes = torch.as_tensor(seen, device=self.device)
         return self.guided_samples(classes.repeat(-(-n // len(classes)))[:n])
 
     def replay_pool(self, seen: list[int]) -> tuple[Tensor, Tensor]:
-        """For each seen class c, pool_size/|seen| DDIM samples guided towards c by the old solver, labelled c."""
+        """For each seen class c, pool_size/|seen| samples guided towards c by the old solver, labelled c."""
         y = torch.as_tensor(seen, device=self.device).repeat_interleave(self.pool_size // len(seen))
         return self.guided_samples(y), y
 
