@@ -1,5 +1,6 @@
-"""Drawing images from a DDPM (notebook 05): one ancestral step, one DDIM step, the loops that chain them, and
-classifier guidance, which pulls every step towards a class (notebook 06's DDGR replays this way)."""
+"""Drawing images from a DDPM (notebook 05): one ancestral step, one DDIM step, one DPM-Solver++(2M) step, the loops
+that chain them, and classifier guidance, which pulls every step towards a class (notebook 06's DDGR replays this
+way)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Protocol
