@@ -28,7 +28,7 @@ def peak_memory_mb() -> float:
 
 
 def replay_speed(strategy, n: int = 2000) -> float:
-    """Images a second when the strategy draws its replay (DGR: the GAN; DDGR: guided DDIM)."""
+    """Images a second when the strategy draws its replay (DGR: the GAN; DDGR: guided DPM-Solver++(2M))."""
     y = torch.arange(10, device=strategy.device).repeat_interleave(n // 10)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
