@@ -29,7 +29,7 @@ class Profile:
     ddpm_iters: int                # DDPM steps on all of MNIST (notebook 05)
     ddgr_gen_iters: int            # DDGR: diffusion steps per task
     ddgr_pool: int                 # DDGR: replayed images drawn before each task
-    sample_steps: int              # DDGR: sampler steps when replaying (DPM-Solver++(2M))
+    sample_steps: int              # DDGR: sampler steps when replaying
     ancestral_samples: int         # notebook 05: images drawn with all T steps, to compare with DDIM
 
     def as_dict(self) -> dict:

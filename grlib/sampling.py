@@ -132,6 +132,8 @@ SAMPLERS = ("ddim", "dpm++2m")
 
 
 def check_sampler(sampler: str, eta: float) -> None:
+    """A known sampler, and an η it accepts: DDIM's from 0 to 1, DPM-Solver++(2M)'s 0."""
+    check_eta(eta)
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if sampler == "dpm++2m" and eta != 0:
@@ -143,7 +145,6 @@ def draw(ddpm: Diffusion, n: int, y: Tensor | None = None, steps: int | None = N
     """n images in [-1, 1] from pure noise x_T ~ N(0, I): ancestral sampling over all T steps (steps=None), else
     `sampler` over `steps` evenly spaced steps: DDIM, or DPM-Solver++(2M), whose first step (nothing before it) and
     last (to the clean image) are DDIM's."""
-    check_eta(eta)
     check_sampler(sampler, eta)
     x = torch.randn(n, *ddpm.model.image_shape, device=ddpm.device)
     if steps is None:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..data import TaskStream, to_float
 from ..generators import Generator, Sampler
-from ..sampling import SolverGuide, check_eta, check_sampler
+from ..sampling import SolverGuide, check_sampler
 from .replay import Replay, distillation
 
 
@@ -219,8 +219,7 @@ class DDGR(GenerativeReplay):
         if self.sample_steps < 1 or self.guidance_scale < 0:
             raise ValueError(f"sample_steps must be ≥ 1 and guidance_scale ≥ 0; "
                              f"got {self.sample_steps}, {self.guidance_scale}")
-        check_eta(self.eta)  # before any training, not at the first replay
-        check_sampler(self.sampler, self.eta)
+        check_sampler(self.sampler, self.eta)  # before any training, not at the first replay
 
     def guided_samples(self, y: Tensor, scale: float | None = None) -> Tensor:
         """Samples of the classes y (DDIM with noise η, or DPM-Solver++(2M)), each step pulled towards its class by
