@@ -49,13 +49,18 @@ class Diffusion:
     network to output x̂₀ instead, ‖x₀ − x̂_θ(x_t, t)‖² (each converts to the other, so sampling is shared)."""
 
     def __init__(self, model: UNet, T: int = 1000, schedule: str = "linear", prediction: str = "eps",
-                 lr: float = 1e-3, ema_decay: float = 0.0, device: torch.device | str = "cpu"):
+                 lr: float = 1e-3, ema_decay: float = 0.0, min_snr_gamma: float | None = None,
+                 device: torch.device | str = "cpu"):
         if schedule not in ("linear", "cosine") or prediction not in ("eps", "x0"):
             raise ValueError(f"schedule must be 'linear' or 'cosine' and prediction 'eps' or 'x0'; "
                              f"got {schedule!r}, {prediction!r}")
         if T < 1 or not (math.isfinite(lr) and lr > 0) or not 0 <= ema_decay < 1:
             raise ValueError(f"T must be ≥ 1, lr a positive number and ema_decay in [0, 1); got {T}, {lr}, {ema_decay}")
+        if min_snr_gamma is not None and not (math.isfinite(min_snr_gamma) and min_snr_gamma > 0):
+            raise ValueError(f"min_snr_gamma must be a positive number (5 in Hang et al. 2023) or None for the simple "
+                             f"loss; got {min_snr_gamma}")
         self.model, self.T, self.prediction, self.device = model.to(device), T, prediction, torch.device(device)
+        self.min_snr_gamma = min_snr_gamma
         betas = linear_betas(T) if schedule == "linear" else cosine_betas(T)
         self.betas = betas.float().to(device)                                # β_t
         self.alpha_bar = torch.cumprod(1 - betas, 0).float().to(device)      # ᾱ_t = Π_s (1 − β_s)
@@ -66,6 +71,8 @@ class Diffusion:
         self.settings = {"image_shape": list(model.image_shape), "ch": model.ch, "T": T, "schedule": schedule,
                          "prediction": prediction, "lr": lr, "ema_decay": ema_decay, "seed": model.seed,
                          "conditional": model.class_emb is not None}
+        if min_snr_gamma is not None:
+            self.settings["min_snr_gamma"] = min_snr_gamma
 
     @property
     def conditional(self) -> bool:
@@ -92,11 +99,18 @@ class Diffusion:
         return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
 
     def loss(self, x0: Tensor, y: Tensor | None = None) -> Tensor:
-        """The simple DDPM loss at a uniformly drawn step t, on images x0 in [-1, 1]."""
+        """The DDPM loss at a uniformly drawn step t, on images x0 in [-1, 1]: the simple loss or, with
+        `min_snr_gamma` γ, each image's weighted by min(SNR_t, γ) as an error in x₀ (Hang et al. 2023)."""
         t = torch.randint(0, self.T, (len(x0),), device=x0.device)
         eps = torch.randn_like(x0)
         out = self.model(self.q_sample(x0, t, eps), t, y)
-        return F.mse_loss(out, eps if self.prediction == "eps" else x0)  # ‖ε − ε_θ‖² or ‖x₀ − x̂_θ‖²
+        target = eps if self.prediction == "eps" else x0
+        if self.min_snr_gamma is None:
+            return F.mse_loss(out, target)  # ‖ε − ε_θ‖² or ‖x₀ − x̂_θ‖²
+        snr = self.alpha_bar[t] / (1 - self.alpha_bar[t])  # SNR_t = ᾱ_t / (1 − ᾱ_t)
+        # ‖ε − ε̂‖² = SNR_t ‖x₀ − x̂₀‖², so min(SNR_t, γ) on the x₀ error is min(SNR_t, γ) / SNR_t on the ε error
+        weight = snr.clamp(max=self.min_snr_gamma) / (snr if self.prediction == "eps" else 1)
+        return (weight * (out - target).pow(2).mean((1, 2, 3))).mean()
 
     def train(self, sample_real: Sampler, iters: int, batch_size: int = 64, progress: bool = True,
               desc: str = "DDPM") -> dict[str, list[float]]:

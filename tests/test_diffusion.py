@@ -50,6 +50,28 @@ def test_loss_targets_the_chosen_parameterisation(prediction):
     assert torch.allclose(loss, ((out - (eps if prediction == "eps" else x0)) ** 2).mean())
 
 
+@pytest.mark.parametrize("prediction", ["eps", "x0"])
+def test_min_snr_weights_each_image_by_min_snr_gamma_as_an_error_in_x0(prediction):
+    d = diffusion.Diffusion(UNet(ch=8), T=50, prediction=prediction, min_snr_gamma=5.0)
+    x0 = torch.rand(16, 1, 28, 28) * 2 - 1
+    torch.manual_seed(0)
+    loss = d.loss(x0)
+    torch.manual_seed(0)
+    t = torch.randint(0, 50, (16,))
+    eps = torch.randn_like(x0)
+    x_t = d.q_sample(x0, t, eps)
+    out = d.model(x_t, t)
+    x0_hat = out if prediction == "x0" else d.x0_from_eps(x_t, t, out)  # either way, judged as an x₀ error
+    snr = d.alpha_bar[t] / (1 - d.alpha_bar[t])
+    assert snr.min() < 5 < snr.max()  # images on both sides of γ
+    assert torch.allclose(loss, (snr.clamp(max=5) * ((x0_hat - x0) ** 2).mean((1, 2, 3))).mean(), rtol=1e-4)
+    assert d.settings["min_snr_gamma"] == 5.0  # part of the cache key; absent for the simple loss
+    assert "min_snr_gamma" not in diffusion.Diffusion(UNet(ch=8)).settings
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="min_snr_gamma must be a positive number"):
+            diffusion.Diffusion(UNet(ch=8), min_snr_gamma=bad)
+
+
 def test_predict_converts_between_eps_and_x0():
     target = torch.rand(1, 28, 28) * 1.6 - 0.8
     d = diffusion.Diffusion(Constant(target), T=100, prediction="x0")
