@@ -37,16 +37,22 @@ class Constant(nn.Module):
         return self.value.expand(len(x), *self.value.shape) + 0 * self.dummy
 
 
+def loss_and_its_draws(d: diffusion.Diffusion, x0: torch.Tensor):
+    """d.loss(x0) and, from the same seed, the step t, noise ε, x_t and network output it drew."""
+    torch.manual_seed(0)
+    loss = d.loss(x0)
+    torch.manual_seed(0)
+    t = torch.randint(0, d.T, (len(x0),))
+    eps = torch.randn_like(x0)
+    x_t = d.q_sample(x0, t, eps)
+    return loss, t, eps, x_t, d.model(x_t, t)
+
+
 @pytest.mark.parametrize("prediction", ["eps", "x0"])
 def test_loss_targets_the_chosen_parameterisation(prediction):
     d = diffusion.Diffusion(UNet(ch=8), T=50, prediction=prediction)
     x0 = torch.rand(3, 1, 28, 28) * 2 - 1
-    torch.manual_seed(0)
-    loss = d.loss(x0)
-    torch.manual_seed(0)
-    t = torch.randint(0, 50, (3,))
-    eps = torch.randn_like(x0)
-    out = d.model(d.q_sample(x0, t, eps), t)
+    loss, _, eps, _, out = loss_and_its_draws(d, x0)
     assert torch.allclose(loss, ((out - (eps if prediction == "eps" else x0)) ** 2).mean())
 
 
@@ -54,13 +60,7 @@ def test_loss_targets_the_chosen_parameterisation(prediction):
 def test_min_snr_weights_each_image_by_min_snr_gamma_as_an_error_in_x0(prediction):
     d = diffusion.Diffusion(UNet(ch=8), T=50, prediction=prediction, min_snr_gamma=5.0)
     x0 = torch.rand(16, 1, 28, 28) * 2 - 1
-    torch.manual_seed(0)
-    loss = d.loss(x0)
-    torch.manual_seed(0)
-    t = torch.randint(0, 50, (16,))
-    eps = torch.randn_like(x0)
-    x_t = d.q_sample(x0, t, eps)
-    out = d.model(x_t, t)
+    loss, t, _, x_t, out = loss_and_its_draws(d, x0)
     x0_hat = out if prediction == "x0" else d.x0_from_eps(x_t, t, out)  # either way, judged as an x₀ error
     snr = d.alpha_bar[t] / (1 - d.alpha_bar[t])
     assert snr.min() < 5 < snr.max()  # images on both sides of γ
