@@ -114,9 +114,8 @@ def _ddgr(c: Context, **kw) -> Strategy:
     10 DDIM steps 87.3, η = 0.5 88.9, 500 diffusion steps a task 88.7, a pool of 10,000 90.9, guidance scale 1.5 or
     6 90.3, EMA decay 0.999 90.9 (notebook 06). With DPM-Solver++(2M) (seed 0): 500 diffusion steps a task 91.8, a
     pool of 2,500 91.1."""
-    ddpm = diffusion.Diffusion(UNet(c.stream.image_shape, ch=c.profile.ddpm_ch, n_classes=c.stream.n_classes,
-                                    seed=c.seed), prediction="x0", ema_decay=0.995, min_snr_gamma=1.0,
-                                 device=c.device)
+    unet = UNet(c.stream.image_shape, ch=c.profile.ddpm_ch, n_classes=c.stream.n_classes, seed=c.seed)
+    ddpm = diffusion.Diffusion(unet, prediction="x0", ema_decay=0.995, min_snr_gamma=1.0, device=c.device)
     return DDGR(c.solver(), kw.pop("generator", ddpm), **{
         **c.budget(), "gen_iters": c.profile.ddgr_gen_iters, "pool_size": c.profile.ddgr_pool,
         "sample_steps": c.profile.sample_steps, "sampler": "dpm++2m", "guidance_scale": 3.0, "soft_labels": True,
