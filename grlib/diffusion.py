@@ -83,6 +83,11 @@ class Diffusion:
         """The network samples come from: the EMA of the weights if there is one."""
         return self.model if self.ema is None else self.ema.module
 
+    def snr(self, t: Tensor | int) -> Tensor:
+        """SNR_t = ᾱ_t / (1 − ᾱ_t): how much of the image is left at step t, against the noise."""
+        ab = self.alpha_bar[t]
+        return ab / (1 - ab)
+
     def q_sample(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
         """x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε: the forward process in one jump."""
         ab = self.alpha_bar[t].view(-1, 1, 1, 1)
@@ -107,7 +112,7 @@ class Diffusion:
         target = eps if self.prediction == "eps" else x0
         if self.min_snr_gamma is None:
             return F.mse_loss(out, target)  # ‖ε − ε_θ‖² or ‖x₀ − x̂_θ‖²
-        snr = self.alpha_bar[t] / (1 - self.alpha_bar[t])  # SNR_t = ᾱ_t / (1 − ᾱ_t)
+        snr = self.snr(t)
         # ‖ε − ε̂‖² = SNR_t ‖x₀ − x̂₀‖², so min(SNR_t, γ) on the x₀ error is min(SNR_t, γ) / SNR_t on the ε error
         weight = snr.clamp(max=self.min_snr_gamma) / (snr if self.prediction == "eps" else 1)
         return (weight * (out - target).pow(2).mean((1, 2, 3))).mean()

@@ -97,8 +97,7 @@ def ddim_step(ddpm: Diffusion, x_t: Tensor, i: int, i_prev: int | None, x0: Tens
 
 def log_snr(ddpm: Diffusion, i: int) -> Tensor:
     """λ_t = log(α_t / σ_t) with α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t): the log signal-to-noise ratio at step i."""
-    ab = ddpm.alpha_bar[i]
-    return 0.5 * (ab / (1 - ab)).log()
+    return 0.5 * ddpm.snr(i).log()  # λ = ½ log SNR_t
 
 
 def dpm_solver_step(ddpm: Diffusion, x_t: Tensor, i: int, i_prev: int, x0: Tensor,
