@@ -73,6 +73,8 @@ class Diffusion:
                          "conditional": model.class_emb is not None}
         if min_snr_gamma is not None:
             self.settings["min_snr_gamma"] = min_snr_gamma
+        if model.patch != 1:
+            self.settings["patch"] = model.patch
 
     @property
     def conditional(self) -> bool:

@@ -45,7 +45,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", iters=500, batch_size=128, lr=1e-3, perm_tasks=10, perm_iters=500, perm_lr=1e-3,
                      buffer_sizes=(100, 500, 1000, 5000), fisher_samples=500,
                      gan_width=16, gan_iters=2000, dgr_gen_iters=1000, dgr_pool=10000, chain_iters=2000,
-                     chain_pool=20000, ddpm_ch=16, ddpm_iters=1500, ddgr_gen_iters=700, ddgr_pool=5000,
+                     chain_pool=20000, ddpm_ch=16, ddpm_iters=1500, ddgr_gen_iters=900, ddgr_pool=5000,
                      sample_steps=10, ancestral_samples=200),
     # van de Ven, Siegelmann & Tolias (2020): 2,000 steps a Split-MNIST task, 5,000 a Permuted-MNIST task.
     "full": Profile("full", iters=2000, batch_size=128, lr=1e-3, perm_tasks=10, perm_iters=5000, perm_lr=1e-4,

@@ -30,7 +30,7 @@ class Constant(nn.Module):
     def __init__(self, value: torch.Tensor):
         super().__init__()
         self.value = value
-        self.image_shape, self.ch, self.class_emb, self.seed = tuple(value.shape), 8, None, 0
+        self.image_shape, self.ch, self.class_emb, self.seed, self.patch = tuple(value.shape), 8, None, 0, 1
         self.dummy = nn.Parameter(torch.zeros(1))
 
     def forward(self, x, t, y=None):
@@ -97,7 +97,7 @@ class GaussianOracle(nn.Module):
     def __init__(self, std: float):
         super().__init__()
         self.std, self.alpha_bar = std, None
-        self.image_shape, self.ch, self.class_emb, self.seed = (1, 28, 28), 8, None, 0
+        self.image_shape, self.ch, self.class_emb, self.seed, self.patch = (1, 28, 28), 8, None, 0, 1
         self.dummy = nn.Parameter(torch.zeros(1))
 
     def forward(self, x, t, y=None):
@@ -185,6 +185,27 @@ def test_unet_shapes_and_conditioning():
     for ch in (0, 3, 6, 12):
         with pytest.raises(ValueError, match="1, 2, 4 or a multiple of 8"):
             UNet(ch=ch)
+
+
+def test_a_patched_unet_runs_its_levels_at_half_the_size_and_keeps_each_pixel_its_own_output():
+    for shape in ((1, 28, 28), (3, 32, 32)):
+        net = UNet(shape, ch=8, n_classes=10, patch=2)
+        sizes = []
+        net.down1.register_forward_hook(lambda module, inputs, output: sizes.append(output.shape[-1]))
+        x = torch.randn(2, *shape)
+        out = net(x, torch.tensor([1, 500]), torch.tensor([3, 7]))
+        assert out.shape == x.shape and sizes == [shape[-1] // 2]
+        # the 2×2 blocks are unfolded back in place: the last layer's channels 4k..4k+3 are image channel k's
+        # top-left, top-right, bottom-left and bottom-right pixels; shift all but the top-left ones
+        with torch.no_grad():
+            net.out[-1].bias.view(shape[0], 4)[:, 1:].add_(1.0)
+        moved = net(x, torch.tensor([1, 500]), torch.tensor([3, 7])) - out
+        assert torch.allclose(moved[:, :, 0::2, 0::2], torch.zeros(1), atol=1e-6)
+        assert torch.allclose(moved[:, :, 1::2, 1::2], torch.ones(1))
+    assert diffusion.Diffusion(UNet(ch=8, patch=2)).settings["patch"] == 2  # part of the cache key
+    assert "patch" not in diffusion.Diffusion(UNet(ch=8)).settings
+    with pytest.raises(ValueError, match="patch is 1"):
+        UNet(patch=4)
 
 
 def test_training_lowers_the_loss_and_nan_is_an_error():
