@@ -105,17 +105,17 @@ def _ddgr(c: Context, **kw) -> Strategy:
     pixels, its loss weighted by min(SNR_t, 1), guided by the old solver, distilling it on replay, the replay's grey
     levels matched to the real images seen, drawn with 10 steps of DPM-Solver++(2M). Chosen on validation (quick, a
     tenth of each task held out, seeds 0 and 1, two runs side by side on one thread each): the UNet on 2×2 blocks
-    (`patch=2`) 94.4 and 94.4 in 249 and 247 s of training with 700 diffusion steps a task, 95.1 and 94.6 in 277 and 275
-    s with 900 (the quick profile's), 94.7 and 95.0 in 349 and 346 s with 1,200. Before it, the UNet on pixels: the min-
-    SNR weights with γ = 1 94.5 and 94.9, γ = 0.5 94.4 (seed 0), γ = 5 93.6 and 93.5, against 92.7 and 92.5 with the
-    simple loss, all at the same cost; with γ = 1, 550 diffusion steps a task instead of 700 scored 93.5 (seed 0); with
-    γ = 5, 450 diffusion steps a task instead of 700 scored 90.9 (seed 0), and with pools of 625 images a class seen as
-    well 89.3. With the simple loss: DPM-Solver++(2M) with 10 steps 92.7 and 92.5, against 91.0 and 90.2 with 20 DDIM
-    steps, in half the network calls; the same sampler with a first-order last step 91.3 and 91.6, with its steps evenly
-    spaced in λ instead of t 89.3 and 90.0. With DDIM-20 (seed 0): matched levels 91.0 against 89.6 with a fixed black
-    point of 0.05 (which assumes black backgrounds); 10 DDIM steps 87.3, η = 0.5 88.9, 500 diffusion steps a task 88.7,
-    a pool of 10,000 90.9, guidance scale 1.5 or 6 90.3, EMA decay 0.999 90.9 (notebook 06). With DPM-Solver++(2M) (seed
-    0): 500 diffusion steps a task 91.8, a pool of 2,500 91.1."""
+    (`patch=2`) 94.4 and 94.4 in 249 and 247 s of training with 700 diffusion steps a task, 95.1 and 94.6 in 277 and
+    275 s with 900 (the quick profile's), 94.7 and 95.0 in 349 and 346 s with 1,200. Before it, the UNet on pixels:
+    the min-SNR weights with γ = 1 94.5 and 94.9, γ = 0.5 94.4 (seed 0), γ = 5 93.6 and 93.5, against 92.7 and 92.5
+    with the simple loss, all at the same cost; with γ = 1, 550 diffusion steps a task instead of 700 scored 93.5
+    (seed 0); with γ = 5, 450 diffusion steps a task instead of 700 scored 90.9 (seed 0), and with pools of 625
+    images a class seen as well 89.3. With the simple loss: DPM-Solver++(2M) with 10 steps 92.7 and 92.5, against
+    91.0 and 90.2 with 20 DDIM steps, in half the network calls; the same sampler with a first-order last step 91.3
+    and 91.6, with its steps evenly spaced in λ instead of t 89.3 and 90.0. With DDIM-20 (seed 0): matched levels
+    91.0 against 89.6 with a fixed black point of 0.05 (which assumes black backgrounds); 10 DDIM steps 87.3,
+    η = 0.5 88.9, 500 diffusion steps a task 88.7, a pool of 10,000 90.9, guidance scale 1.5 or 6 90.3, EMA decay
+    0.999 90.9 (notebook 06). With DPM-Solver++(2M) (seed 0): 500 diffusion steps a task 91.8, a pool of 2,500 91.1."""
     unet = UNet(c.stream.image_shape, ch=c.profile.ddpm_ch, n_classes=c.stream.n_classes, seed=c.seed, patch=2)
     ddpm = diffusion.Diffusion(unet, prediction="x0", ema_decay=0.995, min_snr_gamma=1.0, device=c.device)
     return DDGR(c.solver(), kw.pop("generator", ddpm), **{
