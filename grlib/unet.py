@@ -77,10 +77,11 @@ class UNet(nn.Module):
         emb = self.time_mlp(timestep_embedding(t, self.ch))
         if self.class_emb is not None and y is not None:
             emb = emb + self.class_emb(y)
-        h0 = self.down1(self.inp(F.pixel_unshuffle(x, self.patch)), emb)       # ch × full size / patch
-        h1 = self.down2(self.pool1(h0), emb)                                   # 2ch × 1/2
-        h2 = self.down3(self.pool2(h1), emb)                                   # 2ch × 1/4
-        h = self.up3(torch.cat([self.mid(h2, emb), h2], 1), emb)               # 2ch × 1/4
-        h = self.up2(torch.cat([F.interpolate(h, size=h1.shape[-2:]), h1], 1), emb)  # ch × 1/2
-        h = self.up1(torch.cat([F.interpolate(h, size=h0.shape[-2:]), h0], 1), emb)  # ch × full size
+        h0 = self.down1(self.inp(F.pixel_unshuffle(x, self.patch)), emb)       # ch × s, s = image size / patch
+        h1 = self.down2(self.pool1(h0), emb)                                   # 2ch × s/2
+        h2 = self.down3(self.pool2(h1), emb)                                   # 2ch × s/4 (rounded up: 14 → 7 → 4)
+        h = self.up3(torch.cat([self.mid(h2, emb), h2], 1), emb)               # 2ch × s/4
+        # upsampled to the skip connection's own size, so that 4 → 7 comes back as 7, not 8
+        h = self.up2(torch.cat([F.interpolate(h, size=h1.shape[-2:]), h1], 1), emb)  # ch × s/2
+        h = self.up1(torch.cat([F.interpolate(h, size=h0.shape[-2:]), h0], 1), emb)  # ch × s
         return F.pixel_shuffle(self.out(h), self.patch)
