@@ -38,7 +38,10 @@ def ema_with_warmup(decay: float) -> Callable[[list[Tensor], list[Tensor], Tenso
         n = int(n_averaged)
         d = min(decay, (1 + n) / (10 + n))
         for a, c in zip(averaged, current):
-            a.lerp_(c, 1 - d)  # a + (1 − d)(c − a) = d·a + (1 − d)·c
+            if a.is_floating_point():
+                a.lerp_(c, 1 - d)  # a + (1 − d)(c − a) = d·a + (1 − d)·c
+            else:  # a count, such as batch norm's num_batches_tracked, is copied
+                a.copy_(c)
     return update
 
 

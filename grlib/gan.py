@@ -6,7 +6,9 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
 
+from .diffusion import ema_with_warmup
 from .generators import Sampler
 from .guards import TrainingDivergedError, check_loss
 from .progress import bar
@@ -115,13 +117,16 @@ class WGANGP:
     λ E_{z, c old} ‖G(z, c) − G_prev(z, c)‖², G_prev the generator as it was before this training, c the classes it
     had learned. A conditional critic is a projection critic unless `auxiliary` = β > 0, which makes it the paper's
     AC-GAN (Odena et al. 2017): an unconditional score and a classifier C, with β CE(C(x), y) added to the critic's
-    loss on real images and β CE(C(G(z, y)), y) to the generator's."""
+    loss on real images and β CE(C(G(z, y)), y) to the generator's. With `ema_decay` > 0, samples come from an
+    exponential moving average of the generator's weights (Yazıcı et al. 2019), updated after each generator step."""
 
     def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), z_dim: int = 64, width: int = 32,
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.9), critic_steps: int = 5,
                  gp_weight: float = 10.0, device: torch.device | str = "cpu", seed: int = 0,
                  n_classes: int | None = None, alignment: float = 0.0, auxiliary: float = 0.0,
-                 class_norm: bool = False):
+                 class_norm: bool = False, ema_decay: float = 0.0):
+        if not 0 <= ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: no average); got {ema_decay}")
         if (alignment or auxiliary or class_norm) and not n_classes:
             raise ValueError("replay alignment, the auxiliary classifier and class norms need class-conditional "
                              "samples: give n_classes")
@@ -130,6 +135,8 @@ class WGANGP:
             self.generator = Generator(image_shape, z_dim, width, n_classes, class_norm).to(
                 device, memory_format=torch.channels_last)
             self.critic = Critic(image_shape, width, n_classes, auxiliary=auxiliary > 0).to(device)
+        self.ema = AveragedModel(self.generator, multi_avg_fn=ema_with_warmup(ema_decay),
+                                 use_buffers=True) if ema_decay else None
         self.z_dim, self.critic_steps, self.gp_weight, self.device = z_dim, critic_steps, gp_weight, torch.device(device)
         self.n_classes, self.alignment, self.auxiliary = n_classes, alignment, auxiliary
         self.known: set[int] = set()  # the classes the generator has been trained on
@@ -141,8 +148,15 @@ class WGANGP:
             self.settings.update(auxiliary=auxiliary)
         if class_norm:
             self.settings.update(class_norm=True)
+        if ema_decay:
+            self.settings.update(ema_decay=ema_decay)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=betas)
+
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The network samples come from: the EMA of the generator's weights if there is one."""
+        return self.generator if self.ema is None else self.ema.module
 
     def critic_step(self, real: Tensor, y: Tensor | None = None) -> tuple[float, float]:
         """One critic update on real images in [-1, 1] (of classes y, if conditional); returns (critic loss,
@@ -177,6 +191,8 @@ class WGANGP:
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.generator)
         return loss.item()
 
     def train(self, sample_real: Sampler, iters: int, batch_size: int = 64, progress: bool = True,
@@ -186,8 +202,8 @@ class WGANGP:
         history: dict[str, list[float]] = {"critic_loss": [], "generator_loss": [], "wasserstein": []}
         hint = f"lower the learning rate (now {self.settings['lr']}) or check that the images are in [0, 1]"
         previous, old = None, None
-        if self.alignment and self.known:  # a frozen copy of the generator as it was, for the replay alignment
-            previous = copy.deepcopy(self.generator).eval()
+        if self.alignment and self.known:  # a frozen copy of the generator as it replayed, for the replay alignment
+            previous = copy.deepcopy(self.sampling_generator).eval()
             old = torch.tensor(sorted(self.known), device=self.device)
         self.generator.train()
         y = None
@@ -213,10 +229,10 @@ class WGANGP:
         if (y is None) != (self.n_classes is None):
             raise ValueError("an unconditional WGAN-GP cannot draw given classes; label its samples with a solver"
                              if y is not None else "a conditional WGAN-GP draws given classes: pass y")
-        self.generator.eval()
-        out = [self.generator(torch.randn(min(batch, n - i), self.z_dim, device=self.device),
-                              None if y is None else y[i:i + batch]) for i in range(0, n, batch)]
-        self.generator.train()
+        net = self.sampling_generator.eval()
+        out = [net(torch.randn(min(batch, n - i), self.z_dim, device=self.device), None if y is None else y[i:i + batch])
+               for i in range(0, n, batch)]
+        net.train()
         return (torch.cat(out) + 1) / 2
 
     def state_dict(self) -> dict:
@@ -224,6 +240,8 @@ class WGANGP:
                  "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
         if self.n_classes:
             state["known"] = sorted(self.known)
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -232,6 +250,8 @@ class WGANGP:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.known = set(state.get("known", []))
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
 
 
 def train_with_snapshots(wgan: WGANGP, sample_real: Sampler, iters: int, batch_size: int = 64,
@@ -246,8 +266,8 @@ def train_with_snapshots(wgan: WGANGP, sample_real: Sampler, iters: int, batch_s
         chunk = wgan.train(sample_real, min(every, iters - start), batch_size, progress=progress)
         for key in history:
             history[key] += chunk[key]
-        wgan.generator.eval()
+        net = wgan.sampling_generator.eval()
         with torch.no_grad():
-            snapshots[start + len(chunk["wasserstein"])] = (wgan.generator(fixed_z) + 1) / 2
-        wgan.generator.train()
+            snapshots[start + len(chunk["wasserstein"])] = (net(fixed_z) + 1) / 2
+        net.train()
     return {"wgan": wgan.state_dict(), "history": history, "snapshots": snapshots}

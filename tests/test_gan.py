@@ -96,6 +96,33 @@ def test_state_round_trip():
     assert torch.equal(x, b.sample(4))
 
 
+
+def test_with_an_ema_samples_come_from_the_average_of_the_generators_weights():
+    data = torch.rand(64, 1, 28, 28)
+    model = gan.WGANGP(z_dim=8, width=8, critic_steps=1, seed=0, ema_decay=0.5)
+    model.train(lambda n: (data[:n], None), iters=1, batch_size=8, progress=False)  # the first update copies θ_1
+    first = copy.deepcopy(model.generator)
+    model.train(lambda n: (data[:n], None), iters=1, batch_size=8, progress=False)
+    # the second, after n = 1 update: d = min(0.5, (1 + 1)/(10 + 1)), θ_ema = d θ_1 + (1 − d) θ_2
+    for a, p, q in zip(model.ema.module.parameters(), first.parameters(), model.generator.parameters()):
+        assert torch.allclose(a, 2 / 11 * p + 9 / 11 * q, atol=1e-6)
+    model.train(lambda n: (data[:n], None), iters=4, batch_size=8, progress=False)
+    torch.manual_seed(0)
+    z = torch.randn(4, 8)
+    with torch.no_grad():
+        expected = (model.ema.module.eval()(z) + 1) / 2
+        live = (model.generator.eval()(z) + 1) / 2
+    torch.manual_seed(0)  # sample() draws the same z
+    assert torch.allclose(model.sample(4), expected) and not torch.allclose(expected, live, atol=1e-3)
+    restored = gan.WGANGP(z_dim=8, width=8, seed=1, ema_decay=0.5)
+    restored.load_state_dict(model.state_dict())
+    torch.manual_seed(0)
+    assert torch.allclose(restored.sample(4), expected) and int(restored.ema.n_averaged) == 6
+    assert restored.settings["ema_decay"] == 0.5 and "ema_decay" not in gan.WGANGP().settings
+    with pytest.raises(ValueError, match="ema_decay"):
+        gan.WGANGP(ema_decay=1.0)
+
+
 def class_images(c: int, n: int) -> torch.Tensor:
     """Class 0: the left half white; class 1: the right half."""
     x = torch.zeros(n, 1, 28, 28)

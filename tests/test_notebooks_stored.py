@@ -28,6 +28,15 @@ def test_first_code_cell_is_the_tagged_parameters_cell(path):
     assert "profile = None" in "".join(code[0]["source"])
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_control_characters_in_the_text(path):
+    r"""A LaTeX command whose backslash was read as an escape (\frac as a form feed, \beta as a backspace) leaves a
+    control character that breaks the equation it sits in."""
+    for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+        bad = sorted({hex(ord(ch)) for ch in "".join(cell["source"]) if ord(ch) < 32 and ch not in "\n\t"})
+        assert not bad, f"cell {i} holds control characters {bad}"
+
+
 def markdown(cells: list[dict]) -> list[str]:
     return ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
 
