@@ -113,12 +113,13 @@ class WGANGP:
 
     Implements `grlib.generators.Generator`. Unconditional by default (it cannot be asked for classes); with
     `n_classes`, class-conditional (MeRGAN, Wu et al. 2018; `class_norm` adds per-class batch norms to its
-    generator), and with `alignment` = λ > 0 it adds MeRGAN's replay alignment to the generator's loss:
-    λ E_{z, c old} ‖G(z, c) − G_prev(z, c)‖², G_prev the generator as it was before this training, c the classes it
-    had learned. A conditional critic is a projection critic unless `auxiliary` = β > 0, which makes it the paper's
-    AC-GAN (Odena et al. 2017): an unconditional score and a classifier C, with β CE(C(x), y) added to the critic's
-    loss on real images and β CE(C(G(z, y)), y) to the generator's. With `ema_decay` > 0, samples come from an
-    exponential moving average of the generator's weights (Yazıcı et al. 2019), updated after each generator step."""
+    generator), and with `alignment` = λ > 0 it adds MeRGAN's replay alignment to the generator's loss: λ E_{z, c
+    old} ‖G(z, c) − G_prev(z, c)‖², G_prev the generator as it was before this training (the one samples came from),
+    c the classes it had learned. A conditional critic is a projection critic unless `auxiliary` = β > 0, which
+    makes it the paper's AC-GAN (Odena et al. 2017): an unconditional score and a classifier C, with β CE(C(x), y)
+    added to the critic's loss on real images and β CE(C(G(z, y)), y) to the generator's. With `ema_decay` > 0,
+    samples come from an exponential moving average of the generator's weights (Yazıcı et al. 2019), updated after
+    each generator step."""
 
     def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), z_dim: int = 64, width: int = 32,
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.9), critic_steps: int = 5,
@@ -230,8 +231,8 @@ class WGANGP:
             raise ValueError("an unconditional WGAN-GP cannot draw given classes; label its samples with a solver"
                              if y is not None else "a conditional WGAN-GP draws given classes: pass y")
         net = self.sampling_generator.eval()
-        out = [net(torch.randn(min(batch, n - i), self.z_dim, device=self.device), None if y is None else y[i:i + batch])
-               for i in range(0, n, batch)]
+        out = [net(torch.randn(min(batch, n - i), self.z_dim, device=self.device),
+                   None if y is None else y[i:i + batch]) for i in range(0, n, batch)]
         net.train()
         return (torch.cat(out) + 1) / 2
 
