@@ -45,6 +45,11 @@ def ema_with_warmup(decay: float) -> Callable[[list[Tensor], list[Tensor], Tenso
     return update
 
 
+def moving_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """An EMA of `model`'s weights and buffers with the warm-up of `ema_with_warmup`; None when decay is 0."""
+    return AveragedModel(model, multi_avg_fn=ema_with_warmup(decay), use_buffers=True) if decay else None
+
+
 class Diffusion:
     """A denoising diffusion model over images in [0, 1] (in [-1, 1] inside).
 
@@ -70,7 +75,7 @@ class Diffusion:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         # Samples are drawn from an exponential moving average of the weights, which samples better than the
         # weights themselves (Ho et al. 2020 used a decay of 0.9999 over 800k steps; short budgets need less).
-        self.ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(ema_decay), use_buffers=True) if ema_decay else None
+        self.ema = moving_average(model, ema_decay)
         self.settings = {"image_shape": list(model.image_shape), "ch": model.ch, "T": T, "schedule": schedule,
                          "prediction": prediction, "lr": lr, "ema_decay": ema_decay, "seed": model.seed,
                          "conditional": model.class_emb is not None}

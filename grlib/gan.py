@@ -6,9 +6,8 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel
 
-from .diffusion import ema_with_warmup
+from .diffusion import moving_average
 from .generators import Sampler
 from .guards import TrainingDivergedError, check_loss
 from .progress import bar
@@ -136,8 +135,7 @@ class WGANGP:
             self.generator = Generator(image_shape, z_dim, width, n_classes, class_norm).to(
                 device, memory_format=torch.channels_last)
             self.critic = Critic(image_shape, width, n_classes, auxiliary=auxiliary > 0).to(device)
-        self.ema = AveragedModel(self.generator, multi_avg_fn=ema_with_warmup(ema_decay),
-                                 use_buffers=True) if ema_decay else None
+        self.ema = moving_average(self.generator, ema_decay)
         self.z_dim, self.critic_steps, self.gp_weight, self.device = z_dim, critic_steps, gp_weight, torch.device(device)
         self.n_classes, self.alignment, self.auxiliary = n_classes, alignment, auxiliary
         self.known: set[int] = set()  # the classes the generator has been trained on
@@ -155,7 +153,7 @@ class WGANGP:
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=betas)
 
     @property
-    def sampling_generator(self) -> nn.Module:
+    def sampling_network(self) -> nn.Module:
         """The network samples come from: the EMA of the generator's weights if there is one."""
         return self.generator if self.ema is None else self.ema.module
 
@@ -204,7 +202,7 @@ class WGANGP:
         hint = f"lower the learning rate (now {self.settings['lr']}) or check that the images are in [0, 1]"
         previous, old = None, None
         if self.alignment and self.known:  # a frozen copy of the generator as it replayed, for the replay alignment
-            previous = copy.deepcopy(self.sampling_generator).eval()
+            previous = copy.deepcopy(self.sampling_network).eval()
             old = torch.tensor(sorted(self.known), device=self.device)
         self.generator.train()
         y = None
@@ -230,7 +228,7 @@ class WGANGP:
         if (y is None) != (self.n_classes is None):
             raise ValueError("an unconditional WGAN-GP cannot draw given classes; label its samples with a solver"
                              if y is not None else "a conditional WGAN-GP draws given classes: pass y")
-        net = self.sampling_generator.eval()
+        net = self.sampling_network.eval()
         out = [net(torch.randn(min(batch, n - i), self.z_dim, device=self.device),
                    None if y is None else y[i:i + batch]) for i in range(0, n, batch)]
         net.train()
@@ -267,7 +265,7 @@ def train_with_snapshots(wgan: WGANGP, sample_real: Sampler, iters: int, batch_s
         chunk = wgan.train(sample_real, min(every, iters - start), batch_size, progress=progress)
         for key in history:
             history[key] += chunk[key]
-        net = wgan.sampling_generator.eval()
+        net = wgan.sampling_network.eval()
         with torch.no_grad():
             snapshots[start + len(chunk["wasserstein"])] = (net(fixed_z) + 1) / 2
         net.train()

@@ -96,7 +96,6 @@ def test_state_round_trip():
     assert torch.equal(x, b.sample(4))
 
 
-
 def test_with_an_ema_samples_come_from_the_average_of_the_generators_weights():
     data = torch.rand(64, 1, 28, 28)
     model = gan.WGANGP(z_dim=8, width=8, critic_steps=1, seed=0, ema_decay=0.5)
