@@ -1,4 +1,4 @@
-"""Command line: `python -m grlib run [--profile P] [--only 00 01] [--out build] [-p NAME VALUE ...]`,
+"""Command line: `python -m grlib run [--profile P] [--only 00 01] [--out build] [-p NAME VALUE ...] [--jobs N]`,
 `python -m grlib sweep NB -p NAME V1 V2 ... [--jobs N] [--dry-run]`,
 `python -m grlib bench [--profile P] [--seeds N] [--methods ...]` and `python -m grlib student --out DIR`."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from .bench import METHODS, run_bench
 from .course import parse_value, run_course, write_student_copy
 from .sweep import run_sweep
-from .threads import leave
+from .threads import leave, processes_that_fit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", help="build folder (default: $GRLIB_BUILD, else the repository's build/)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="a notebook parameter, e.g. -p guidance_scale 1 (passed to the notebooks that declare it)")
+    run.add_argument("--jobs", type=int, default=min(2, processes_that_fit()),
+                     help="notebooks at a time (default: 2, or 1 where one process has every core: one core, or "
+                          "OMP_NUM_THREADS / GRLIB_THREADS as large as the cores); they share the cores")
     bench = commands.add_parser("bench", help="every method on Split-MNIST over several seeds: build/bench.md")
     bench.add_argument("--profile", help="smoke, quick, full or auto (default: $GRLIB_PROFILE, else auto)")
     bench.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")
@@ -59,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                       validation=args.validation)
             return 0
         parameters = {name: parse_value(value) for name, value in args.parameter}
-        return run_course(profile=args.profile, only=args.only, out=args.out, parameters=parameters)
+        return run_course(profile=args.profile, only=args.only, out=args.out, parameters=parameters,
+                          jobs=args.jobs)
     except (ValueError, FileNotFoundError) as e:  # bad arguments or a missing dataset: said before anything runs
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,13 +1,14 @@
 """Trained models cached under build/checkpoints/, keyed by a hash of their settings."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -107,11 +108,38 @@ def _set_aside(path: Path, identity: os.stat_result | None, reason: str) -> None
     return None
 
 
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Held by one process at a time for one checkpoint, so that of the processes asking for the same model at once
+    (notebooks run side by side, a sweep's jobs, a class sharing one cache) the first trains it and the others wait,
+    then load what it saved. Where no lock can be taken (an unwritable folder, no fcntl) it holds nothing: each
+    process then trains its own copy, as it would alone."""
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDONLY | os.O_CREAT, 0o666)  # a read-only fd locks too
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"another process is training {path.stem}; waiting for it, to load its checkpoint", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the fd closes, also if this process dies
+        yield
+    finally:
+        os.close(fd)
+
+
 def cached(name: str, settings: dict, compute: Callable[[], dict], folder: str | os.PathLike | None = None) -> dict:
-    """The state saved under `name` for these settings if there is one, else `compute()`, saved for next time."""
+    """The state saved under `name` for these settings if there is one, else `compute()`, saved for next time (by
+    one process: others asking at the same time wait for it)."""
     path = checkpoint_path(name, settings, folder)
-    state = load_checkpoint(path, settings)
-    if state is None:
-        state = compute()
-        save_checkpoint(path, settings, state)
+    with exclusive(path):
+        state = load_checkpoint(path, settings)
+        if state is None:
+            state = compute()
+            save_checkpoint(path, settings, state)
     return state

@@ -1,6 +1,7 @@
 """The continual-learning loop: learn task t, evaluate on every task, fill the accuracy matrix (notebook 01)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -10,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from . import metrics
-from .checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
+from .checkpoints import checkpoint_path, exclusive, load_checkpoint, save_checkpoint
 from .data import TaskStream, to_float
 
 
@@ -125,22 +126,23 @@ def run(strategy, stream: TaskStream, cache: bool = True, progress: bool = True,
     for t in range(len(stream)):
         settings = {**strategy.settings(), **stream.settings, "task": t, "eval_every": eval_every}
         path = checkpoint_path(f"{strategy.name}-{stream.name}-task{t + 1}", settings, folder)
-        saved = load_checkpoint(path, settings) if cache else None
-        if saved is not None:
-            strategy.load_state_dict(saved["strategy"])
-            losses, seconds, trace = saved["losses"], saved["seconds"], saved["trace"]
-        else:
-            trace = []
+        with exclusive(path) if cache else contextlib.nullcontext():  # one process trains it; others load it
+            saved = load_checkpoint(path, settings) if cache else None
+            if saved is not None:
+                strategy.load_state_dict(saved["strategy"])
+                losses, seconds, trace = saved["losses"], saved["seconds"], saved["trace"]
+            else:
+                trace = []
 
-            def monitor(step: int) -> None:
-                if eval_every and step % eval_every == 0:
-                    trace.append({"task": t, "step": step, "accuracy": evaluate(strategy.solver, stream)[0]})
-            start = time.perf_counter()
-            losses = strategy.learn(stream, t, progress=progress, monitor=monitor if eval_every else None)
-            seconds = time.perf_counter() - start
-            if cache:
-                save_checkpoint(path, settings, {"strategy": strategy.state_dict(), "losses": losses,
-                                                 "seconds": seconds, "trace": trace})
+                def monitor(step: int) -> None:
+                    if eval_every and step % eval_every == 0:
+                        trace.append({"task": t, "step": step, "accuracy": evaluate(strategy.solver, stream)[0]})
+                start = time.perf_counter()
+                losses = strategy.learn(stream, t, progress=progress, monitor=monitor if eval_every else None)
+                seconds = time.perf_counter() - start
+                if cache:
+                    save_checkpoint(path, settings, {"strategy": strategy.state_dict(), "losses": losses,
+                                                     "seconds": seconds, "trace": trace})
         task_acc, class_acc = evaluate(strategy.solver, stream)
         result.R.append(task_acc)
         result.class_acc.append(class_acc)

@@ -1,11 +1,16 @@
-"""`python -m grlib run`: papermill executes the notebooks in order into build/ and writes a summary."""
+"""`python -m grlib run`: papermill executes the notebooks in order (up to --jobs at once) into build/ and writes a
+summary."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
+import json
 import os
+import signal
 import tempfile
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -121,75 +126,119 @@ def check_parameters(notebooks: Sequence[Path], parameters: dict[str, Any]) -> N
                                  f"(its default is {default!r})")
 
 
-def logging_kernel_manager(log: Path) -> type:
+def notebook_reads(nb: Path) -> list[str]:
+    """The notebooks (by number) whose saved results `nb` reads: its metadata's grlib.reads. The runner starts it
+    only after those of them it runs have finished."""
+    return json.loads(nb.read_text()).get("metadata", {}).get("grlib", {}).get("reads", [])
+
+
+def logging_kernel_manager(log: Path, live: set | None = None) -> type:
     """A kernel manager whose kernels write their own log (stderr) to `log` instead of the terminal, so that a run
-    prints only its own lines (a kernel shut down by Ctrl-C otherwise prints a traceback there)."""
+    prints only its own lines (a kernel shut down by Ctrl-C otherwise prints a traceback there); each one started is
+    added to `live`, for `interrupt`."""
     from jupyter_client.manager import AsyncKernelManager
 
     class LoggingKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw: Any) -> None:
             with open(log, "ab") as stderr:  # the kernel keeps its own copy of the file
                 await super().start_kernel(**{"stderr": stderr, **kw})
+            if live is not None:
+                live.add(self)
 
     return LoggingKernelManager
 
 
+def interrupt(kernels: set) -> None:
+    """Ctrl-C for the kernels: each runs in its own session, so the terminal's signal reaches only this process."""
+    for manager in list(kernels):
+        if manager.provisioner is not None:
+            asyncio.run(manager.provisioner.send_signal(signal.SIGINT))
+
+
 def run_course(profile: str | None = None, only: Sequence[str] | None = None, out: str | None = None,
                folder: Path = NOTEBOOK_DIR, log: Callable[[str], None] = print,
-               parameters: dict[str, Any] | None = None) -> int:
-    """Execute the chosen notebooks in order, with `parameters` passed to those that declare them; stop at the
-    first failure. Returns a process exit code: 0, 1 if a notebook failed, 130 if interrupted (Ctrl-C)."""
+               parameters: dict[str, Any] | None = None, jobs: int = 1) -> int:
+    """Execute the chosen notebooks in order, up to `jobs` at once (they share the cores: grlib.threads; one that
+    reads another's results waits for it), with `parameters` passed to those that declare them; start none after
+    the first failure. Returns a process exit code: 0, 1 if a notebook failed, 130 if interrupted (Ctrl-C)."""
     import papermill  # imported here: it is slow, and bad arguments should fail fast
 
     chosen_profile = get_profile(profile).name
     notebooks = select_notebooks(only, folder)
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"--jobs must be a whole number of at least 1, got {jobs!r}")
     parameters = dict(parameters or {})
     check_parameters(notebooks, parameters)
     out_dir = prepare_out(out)
     data.load("mnist"), data.load("mnist", train=False)  # every notebook reads MNIST: missing or corrupt fails here
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    runs = [NotebookRun(nb.stem, "not run") for nb in notebooks]
-    log(f"running {len(notebooks)} notebook(s) with profile {chosen_profile!r} into {out_dir}")
+    runs = {nb: NotebookRun(nb.stem, "not run") for nb in notebooks}
+    by_number = {nb.stem[:2]: run for nb, run in runs.items()}
+    log(f"running {len(notebooks)} notebook(s) with profile {chosen_profile!r}, {jobs} at a time, into {out_dir}")
     environment = {"GRLIB_BUILD": str(out_dir), "GRLIB_PROFILE": chosen_profile, "GRLIB_PROGRESS": "text",
                    "GRLIB_INTERACTIVE": "0"}  # widgets would wait for a browser; a learner's own run has them
-    course_start = time.perf_counter()
-    with _environment(**environment):
-        for nb, run in zip(notebooks, runs):
-            log(f"[{nb.stem}] running ...")
-            start = time.perf_counter()
-            declared = notebook_parameters(nb)
-            given = {k: v for k, v in {"profile": chosen_profile, **parameters}.items() if k in declared}
-            try:
-                papermill.execute_notebook(
-                    str(nb), str(out_dir / "notebooks" / nb.name), cwd=str(nb.parent), parameters=given,
-                    kernel_name="python3", progress_bar=False,
-                    kernel_manager_class=logging_kernel_manager(out_dir / "notebooks" / f"{nb.stem}.kernel.log"))
-                run.status = "ok"
-            except papermill.PapermillExecutionError as e:
-                run.status = "interrupted" if e.ename == "KeyboardInterrupt" else "failed"
-                run.error = f"cell [{e.exec_count}]: {e.ename}: {e.evalue}"
-            except KeyboardInterrupt:
-                run.status = "interrupted"
-            run.seconds = time.perf_counter() - start
-            if run.status != "ok":
-                break
+    kernels: set = set()
+
+    def execute(nb: Path, run: NotebookRun) -> None:
+        log(f"[{nb.stem}] running ...")
+        start = time.perf_counter()
+        declared = notebook_parameters(nb)
+        given = {k: v for k, v in {"profile": chosen_profile, **parameters}.items() if k in declared}
+        try:
+            papermill.execute_notebook(
+                str(nb), str(out_dir / "notebooks" / nb.name), cwd=str(nb.parent), parameters=given,
+                kernel_name="python3", progress_bar=False,
+                kernel_manager_class=logging_kernel_manager(out_dir / "notebooks" / f"{nb.stem}.kernel.log", kernels))
+            run.status = "ok"
+        except papermill.PapermillExecutionError as e:
+            run.status = "interrupted" if e.ename == "KeyboardInterrupt" else "failed"
+            run.error = f"cell [{e.exec_count}]: {e.ename}: {e.evalue}"
+        except Exception:
+            if not interrupted:
+                raise
+            run.status = "interrupted"  # a kernel that was still starting when Ctrl-C came dies of it
+        run.seconds = time.perf_counter() - start
+        if run.status == "ok":
             run.headline = (load_results(nb.stem, out_dir) or {}).get("headline")
             log(f"[{nb.stem}] ok in {run.seconds:.0f} s  {_format_headline(run.headline)}")
-    finished = sum(r.status == "ok" for r in runs)
-    stopped = runs[finished] if finished < len(runs) else None  # the loop stops at the first that is not ok
-    summary = write_summary(runs, chosen_profile, out_dir)
-    if stopped and stopped.status == "interrupted":
+
+    course_start = time.perf_counter()
+    waiting, running, interrupted = list(notebooks), {}, False
+    with _environment(**environment), ThreadPoolExecutor(jobs) as pool:
+        while waiting or running:
+            stopping = interrupted or any(r.status in ("failed", "interrupted") for r in runs.values())
+            for nb in [] if stopping else list(waiting):
+                ready = all(by_number[n].status == "ok" for n in notebook_reads(nb) if n in by_number)
+                if len(running) < jobs and ready:
+                    waiting.remove(nb)
+                    running[pool.submit(execute, nb, runs[nb])] = nb
+            if not running:
+                break
+            try:
+                done, _ = wait(running, timeout=1.0 if interrupted else None, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                interrupted, done = True, set()
+            if interrupted:
+                interrupt(kernels)  # again each second: a kernel between two cells ignores it
+            for future in done:
+                running.pop(future)
+                future.result()  # an error of the runner itself, not of a notebook, is raised here
+    ended = list(runs.values())
+    summary = write_summary(ended, chosen_profile, out_dir)
+    finished = sum(r.status == "ok" for r in ended)
+    if interrupted or any(r.status == "interrupted" for r in ended):
         log(f"interrupted; {finished} notebook(s) finished, models kept in {out_dir / 'checkpoints'}; rerun to resume")
         return 130
-    if stopped:
-        log(f"[{stopped.name}] FAILED after {stopped.seconds:.0f} s in {stopped.error}\n"
-            f"  the executed notebook, with the traceback, is {out_dir / 'notebooks' / (stopped.name + '.ipynb')}")
+    failed = [r for r in ended if r.status == "failed"]
+    for run in failed:
+        log(f"[{run.name}] FAILED after {run.seconds:.0f} s in {run.error}\n"
+            f"  the executed notebook, with the traceback, is {out_dir / 'notebooks' / (run.name + '.ipynb')}")
     log(summary)
     minutes, seconds = divmod(round(time.perf_counter() - course_start), 60)
     log(f"{finished} notebook(s) in {minutes} min {seconds:02d} s")
-    index = render_report(out_dir, [nb.name for nb, run in zip(notebooks, runs) if run.status != "not run"])
+    index = render_report(out_dir, [nb.name for nb, run in runs.items() if run.status != "not run"])
     log(f"report: {index}")
-    return 1 if stopped else 0
+    return 1 if failed else 0
 
 
 def write_student_copy(out: str | os.PathLike, folder: Path = NOTEBOOK_DIR) -> list[Path]:

@@ -27,6 +27,13 @@ def fixed_by_user() -> bool:
     return "OMP_NUM_THREADS" in os.environ
 
 
+def processes_that_fit() -> int:
+    """How many processes can train at once without more threads than cores: the cores, or the cores divided by
+    the threads the user fixed (at least 1)."""
+    fixed = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, CORES // int(fixed)) if fixed.isdigit() and int(fixed) > 0 else CORES
+
+
 def mark() -> None:
     """Record that this process is training now (a file named by its pid, its time the last training)."""
     global _joined

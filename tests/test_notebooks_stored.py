@@ -75,3 +75,15 @@ def test_results_are_saved_under_the_notebooks_own_name(path):
     """The runner's summary reads each notebook's headline from build/results/<its name>.json."""
     code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
     assert set(re.findall(r"save_results\(\s*\"([^\"]+)\"", code)) == {path.stem}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_notebook_that_reads_others_results_declares_them_for_the_runner(path):
+    """`python -m grlib run --jobs N` starts a notebook only after those in its metadata's grlib.reads: they must be
+    every notebook its code names (as "04" or "04_deep_generative_replay") when it calls load_results."""
+    from grlib.course import notebook_reads
+
+    code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    named = set(re.findall(r"\"(\d\d)(?:_[a-z_]+)?\"", code)) - {path.stem[:2]} if "load_results(" in code else set()
+    assert set(notebook_reads(path)) == named
+    assert all(n < path.stem[:2] for n in named), "a notebook reads only the results of notebooks before it"

@@ -100,3 +100,29 @@ def test_a_bench_record_parameter_must_be_a_readable_record(tmp_path):
     assert "FileNotFoundError" in rule.check(str(tmp_path / "missing.json"))
     with pytest.raises(params.ParameterError, match="parameter bench_record = .*lacks runs"):
         params.check({"profile": "smoke", "bench_record": str(partial)}, bench_record=rule)
+
+
+def test_two_processes_asking_for_one_model_at_once_train_it_once(tmp_path, capsys):
+    """The second waits for the first's checkpoint instead of training its own copy (threads stand in for processes:
+    each takes the lock through its own file descriptor, as a process would)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    trained, first_started = [], threading.Event()
+
+    def train() -> dict:
+        trained.append(1)
+        first_started.set()
+        time.sleep(1.0)  # long enough for the other to ask meanwhile
+        return {"w": torch.ones(3)}
+
+    def ask(delay: float) -> dict:
+        if delay:
+            first_started.wait(10)
+        return checkpoints.cached("model", {"a": 1}, train, folder=tmp_path)
+
+    with ThreadPoolExecutor(2) as pool:
+        states = list(pool.map(ask, (0.0, 1.0)))
+    assert len(trained) == 1 and all(s["w"].tolist() == [1.0, 1.0, 1.0] for s in states)
+    assert "another process is training model-" in capsys.readouterr().out

@@ -13,11 +13,11 @@ import pytest
 from grlib import course
 
 
-def write_notebook(path: Path, *sources: str, parameters: str = "profile = None") -> None:
+def write_notebook(path: Path, *sources: str, parameters: str = "profile = None", reads: list[str] | None = None) -> None:
     cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
     cells += [nbformat.v4.new_code_cell(s) for s in sources]
-    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel}), path)
+    metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={**metadata, **({"grlib": {"reads": reads}} if reads else {})}), path)
 
 
 def test_unknown_notebook_is_an_error_listing_the_names():
@@ -93,7 +93,8 @@ def test_an_unusable_out_folder_is_one_line_and_exit_2(tmp_path, out):
     assert "Traceback" not in done.stderr
 
 
-def test_ctrl_c_ends_with_one_line_a_summary_and_exit_130(tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_ends_with_one_line_a_summary_and_exit_130(tmp_path, jobs):
     import signal
     import time
 
@@ -101,13 +102,15 @@ def test_ctrl_c_ends_with_one_line_a_summary_and_exit_130(tmp_path):
     folder.mkdir()
     write_notebook(folder / "00_quick.ipynb", "from grlib.results import save_results\nsave_results('00_quick', {'a': 1.0})")
     write_notebook(folder / "01_slow.ipynb", "import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(60)")
+    write_notebook(folder / "02_slow_too.ipynb", "import pathlib, time\npathlib.Path('started-too').touch()\ntime.sleep(60)")
     script = (f"import sys; from pathlib import Path; from grlib import course; "
-              f"sys.exit(course.run_course(profile='smoke', out={str(tmp_path / 'build')!r}, folder=Path({str(folder)!r})))")
+              f"sys.exit(course.run_course(profile='smoke', out={str(tmp_path / 'build')!r}, folder=Path({str(folder)!r}), "
+              f"jobs={jobs}))")
     run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            start_new_session=True,  # as from a terminal: Ctrl-C not ignored, whatever this process does
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 120
-    while not (folder / "started").exists() and time.time() < deadline:  # the slow notebook's first cell ran
+    deadline, started = time.time() + 120, ["started", "started-too"][:jobs]  # with 2 jobs 02 starts when 00 ends
+    while not all((folder / name).exists() for name in started) and time.time() < deadline:  # their first cells ran
         time.sleep(0.5)
     time.sleep(1)  # into its sleep
     os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole process group
@@ -116,6 +119,45 @@ def test_ctrl_c_ends_with_one_line_a_summary_and_exit_130(tmp_path):
     assert "interrupted; 1 notebook(s) finished, models kept in" in stdout and "Traceback" not in stdout + stderr
     summary = (tmp_path / "build" / "summary.md").read_text()
     assert "| 00_quick | ok |" in summary and "| 01_slow | interrupted |" in summary
+    assert f"| 02_slow_too | {'interrupted' if jobs == 2 else 'not run'} |" in summary
+
+
+MEET = ("import pathlib, time\npathlib.Path('{me}').touch()\ndeadline = time.time() + 60\n"
+        "while not pathlib.Path('{other}').exists() and time.time() < deadline:\n    time.sleep(0.1)\n"
+        "assert pathlib.Path('{other}').exists(), 'ran alone'")
+
+
+def test_jobs_run_notebooks_side_by_side_and_one_that_reads_results_after_them(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    save = "from grlib.results import save_results\nsave_results('{}', {{'a': 1.0}})"
+    write_notebook(folder / "00_a.ipynb", MEET.format(me="a", other="b"), save.format("00_a"))
+    write_notebook(folder / "01_b.ipynb", MEET.format(me="b", other="a"), "import time\ntime.sleep(3)",
+                   save.format("01_b"))  # each waits until the other has started: they ran at the same time
+    write_notebook(folder / "02_reader.ipynb", "from grlib.results import load_results\n"
+                   "assert load_results('00_a') and load_results('01_b'), 'started before what it reads ended'",
+                   reads=["00", "01"])
+    lines: list[str] = []
+    assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
+                             jobs=3) == 0, lines
+    assert "3 at a time" in lines[0]
+    assert [p.stem for p in course.list_notebooks(folder) if course.notebook_reads(p)] == ["02_reader"]
+
+
+def test_with_jobs_a_failure_lets_the_running_notebook_finish_and_starts_no_other(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_slow.ipynb", "import time\ntime.sleep(5)\nopen('slow-ended', 'w')")
+    write_notebook(folder / "01_broken.ipynb", "raise RuntimeError('the lesson did not hold')")
+    write_notebook(folder / "02_never.ipynb", "open('ran', 'w')")
+    lines: list[str] = []
+    assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
+                             jobs=2) == 1
+    summary = (tmp_path / "build" / "summary.md").read_text()
+    assert "| 00_slow | ok |" in summary and "| 01_broken | failed |" in summary and "| 02_never | not run |" in summary
+    assert (folder / "slow-ended").exists() and not (folder / "ran").exists()
+    with pytest.raises(ValueError, match="--jobs must be a whole number of at least 1, got 0"):
+        course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, jobs=0)
 
 
 def test_run_smoke_course_notebook_00(tmp_path):

@@ -67,3 +67,16 @@ def test_a_process_that_left_is_not_counted_again(registry):
     threads.leave()
     threads.share()
     assert not (registry / str(os.getpid())).exists()
+
+
+def test_the_runner_starts_as_many_notebooks_as_fit_the_cores(monkeypatch):
+    """`python -m grlib run` defaults to 2 jobs only where two processes fit without more threads than cores."""
+    monkeypatch.setattr(threads, "CORES", 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads.processes_that_fit() == 4
+    for fixed, fit in (("1", 4), ("2", 2), ("3", 1), ("4", 1), ("8", 1)):
+        monkeypatch.setenv("OMP_NUM_THREADS", fixed)
+        assert threads.processes_that_fit() == fit, fixed
+    monkeypatch.setattr(threads, "CORES", 1)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert threads.processes_that_fit() == 1
