@@ -117,8 +117,12 @@ def exclusive(path: Path) -> Iterator[None]:
     try:
         import fcntl
 
+        lock = path.with_name(f".{path.name}.lock")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDONLY | os.O_CREAT, 0o666)  # a read-only fd locks too
+        try:  # read-only locks too; O_CREAT only if missing: a sticky shared folder refuses it on others' files
+            fd = os.open(lock, os.O_RDONLY)
+        except FileNotFoundError:
+            fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666)
     except (ImportError, OSError):
         yield
         return
