@@ -1,5 +1,5 @@
-"""`python -m grlib run`: papermill executes the notebooks in order (up to --jobs at once) into build/ and writes a
-summary."""
+"""`python -m grlib run`: papermill executes the notebooks (in order, or up to --jobs at once, the longest first)
+into build/ and writes a summary."""
 from __future__ import annotations
 
 import ast
@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import tempfile
 import time
@@ -22,6 +23,7 @@ from .report import render_report
 from .results import build_dir, load_results
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+RUNNING_TIME = re.compile(r"\*\*Running time:\*\*\s+(?:(\d+)\s+min\s+)?(\d+)\s+s\s+on\s+the\s+quick\s+profile")
 
 
 @dataclass
@@ -132,6 +134,15 @@ def notebook_reads(nb: Path) -> list[str]:
     return json.loads(nb.read_text()).get("metadata", {}).get("grlib", {}).get("reads", [])
 
 
+def stated_seconds(nb: Path) -> int:
+    """The quick-profile running time a notebook states in its first text cell ("**Running time:** 5 min 15 s on
+    the quick profile"), in seconds; 0 if it states none."""
+    cells = json.loads(nb.read_text())["cells"]
+    opening = next(("".join(c["source"]) for c in cells if c["cell_type"] == "markdown"), "")
+    found = RUNNING_TIME.search(opening)
+    return 60 * int(found[1] or 0) + int(found[2]) if found else 0
+
+
 def logging_kernel_manager(log: Path, live: set | None = None) -> type:
     """A kernel manager whose kernels write their own log (stderr) to `log` instead of the terminal, so that a run
     prints only its own lines (a kernel shut down by Ctrl-C otherwise prints a traceback there); each one started is
@@ -158,9 +169,10 @@ def interrupt(kernels: set) -> None:
 def run_course(profile: str | None = None, only: Sequence[str] | None = None, out: str | None = None,
                folder: Path = NOTEBOOK_DIR, log: Callable[[str], None] = print,
                parameters: dict[str, Any] | None = None, jobs: int = 1) -> int:
-    """Execute the chosen notebooks in order, up to `jobs` at once (they share the cores: grlib.threads; one that
-    reads another's results waits for it), with `parameters` passed to those that declare them; start none after
-    the first failure. Returns a process exit code: 0, 1 if a notebook failed, 130 if interrupted (Ctrl-C)."""
+    """Execute the chosen notebooks in order, or up to `jobs` at once (they share the cores: grlib.threads), the
+    longest first (by the running time each states) so that the last ones end together, and one that reads another's
+    results after it; pass `parameters` to those that declare them; start none after the first failure.
+    Returns a process exit code: 0, 1 if a notebook failed, 130 if interrupted (Ctrl-C)."""
     import papermill  # imported here: it is slow, and bad arguments should fail fast
 
     chosen_profile = get_profile(profile).name
@@ -174,7 +186,8 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     runs = {nb: NotebookRun(nb.stem, "not run") for nb in notebooks}
     by_number = {nb.stem[:2]: run for nb, run in runs.items()}
-    log(f"running {len(notebooks)} notebook(s) with profile {chosen_profile!r}, {jobs} at a time, into {out_dir}")
+    order = f"{jobs} at a time (the longest first)" if jobs > 1 else "one at a time"
+    log(f"running {len(notebooks)} notebook(s) with profile {chosen_profile!r}, {order}, into {out_dir}")
     environment = {"GRLIB_BUILD": str(out_dir), "GRLIB_PROFILE": chosen_profile, "GRLIB_PROGRESS": "text",
                    "GRLIB_INTERACTIVE": "0"}  # widgets would wait for a browser; a learner's own run has them
     kernels: set = set()
@@ -204,6 +217,8 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
 
     course_start = time.perf_counter()
     waiting, running, interrupted = list(notebooks), {}, False
+    if jobs > 1:
+        waiting.sort(key=stated_seconds, reverse=True)  # longest first; a stable sort keeps ties in order
     with _environment(**environment), ThreadPoolExecutor(jobs) as pool:
         while waiting or running:
             stopping = interrupted or any(r.status in ("failed", "interrupted") for r in runs.values())

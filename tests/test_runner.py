@@ -13,8 +13,11 @@ import pytest
 from grlib import course
 
 
-def write_notebook(path: Path, *sources: str, parameters: str = "profile = None", reads: list[str] | None = None) -> None:
-    cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
+def write_notebook(path: Path, *sources: str, parameters: str = "profile = None", reads: list[str] | None = None,
+                   running_time: str | None = None) -> None:
+    opening = f"**Running time:** {running_time} on the quick profile"
+    cells = [nbformat.v4.new_markdown_cell(opening)] if running_time else []
+    cells += [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
     cells += [nbformat.v4.new_code_cell(s) for s in sources]
     metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={**metadata, **({"grlib": {"reads": reads}} if reads else {})}), path)
@@ -142,6 +145,24 @@ def test_jobs_run_notebooks_side_by_side_and_one_that_reads_results_after_them(t
                              jobs=3) == 0, lines
     assert "3 at a time" in lines[0]
     assert [p.stem for p in course.list_notebooks(folder) if course.notebook_reads(p)] == ["02_reader"]
+
+
+def test_with_jobs_the_notebook_stating_the_longest_running_time_starts_first(tmp_path):
+    """Side by side, the longest start first, so that the last ones end together (one at a time: in order)."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_short.ipynb", "import pathlib\nassert pathlib.Path('long-started').exists()",
+                   running_time="5 s")
+    write_notebook(folder / "01_middle.ipynb", "import pathlib, time\ndeadline = time.time() + 60\n"
+                   "while not pathlib.Path('long-started').exists() and time.time() < deadline:\n    time.sleep(0.1)",
+                   running_time="1 min 05 s")
+    write_notebook(folder / "02_long.ipynb", "import pathlib\npathlib.Path('long-started').touch()",
+                   running_time="12 min\n16 s")
+    assert [course.stated_seconds(p) for p in course.list_notebooks(folder)] == [5, 65, 736]
+    lines: list[str] = []
+    assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
+                             jobs=2) == 0, lines
+    assert "2 at a time (the longest first)" in lines[0]
 
 
 def test_with_jobs_a_failure_lets_the_running_notebook_finish_and_starts_no_other(tmp_path):
