@@ -143,16 +143,17 @@ def stated_seconds(nb: Path) -> int:
     return 60 * int(found[1] or 0) + int(found[2]) if found else 0
 
 
-def logging_kernel_manager(log: Path, live: set | None = None) -> type:
-    """A kernel manager whose kernels write their own log (stderr) to `log` instead of the terminal, so that a run
-    prints only its own lines (a kernel shut down by Ctrl-C otherwise prints a traceback there); each one started is
-    added to `live`, for `interrupt`."""
+def logging_kernel_manager(log: Path, cwd: Path, live: set | None = None) -> type:
+    """A kernel manager whose kernels start in `cwd` and write their own log (stderr) to `log` instead of the
+    terminal, so that a run prints only its own lines (a kernel shut down by Ctrl-C otherwise prints a traceback
+    there); each one started is added to `live`, for `interrupt`. The folder is given to the kernel, not set with
+    papermill's `cwd`, which changes the working directory of the whole process, shared by the runner's threads."""
     from jupyter_client.manager import AsyncKernelManager
 
     class LoggingKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw: Any) -> None:
             with open(log, "ab") as stderr:  # the kernel keeps its own copy of the file
-                await super().start_kernel(**{"stderr": stderr, **kw})
+                await super().start_kernel(**{"stderr": stderr, **kw, "cwd": str(cwd)})
             if live is not None:
                 live.add(self)
 
@@ -199,9 +200,10 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
         given = {k: v for k, v in {"profile": chosen_profile, **parameters}.items() if k in declared}
         try:
             papermill.execute_notebook(
-                str(nb), str(out_dir / "notebooks" / nb.name), cwd=str(nb.parent), parameters=given,
-                kernel_name="python3", progress_bar=False,
-                kernel_manager_class=logging_kernel_manager(out_dir / "notebooks" / f"{nb.stem}.kernel.log", kernels))
+                str(nb), str(out_dir / "notebooks" / nb.name), parameters=given, kernel_name="python3",
+                progress_bar=False,
+                kernel_manager_class=logging_kernel_manager(out_dir / "notebooks" / f"{nb.stem}.kernel.log",
+                                                            nb.parent, kernels))
             run.status = "ok"
         except papermill.PapermillExecutionError as e:
             run.status = "interrupted" if e.ename == "KeyboardInterrupt" else "failed"

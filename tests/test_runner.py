@@ -165,7 +165,14 @@ def test_with_jobs_the_notebook_stating_the_longest_running_time_starts_first(tm
     assert "2 at a time (the longest first)" in lines[0]
 
 
-def test_with_jobs_a_failure_lets_the_running_notebook_finish_and_starts_no_other(tmp_path):
+def test_with_jobs_a_failure_lets_the_running_notebook_finish_and_starts_no_other(tmp_path, monkeypatch):
+    start_dir, chdir = os.getcwd(), os.chdir
+
+    def refuse_chdir(path: str) -> None:  # the runner's threads share one working directory: none may change it
+        assert str(path) == start_dir, f"the runner changed the whole process's working directory to {path}"
+        chdir(path)
+
+    monkeypatch.setattr(os, "chdir", refuse_chdir)
     folder = tmp_path / "notebooks"
     folder.mkdir()
     write_notebook(folder / "00_slow.ipynb", "import time\ntime.sleep(5)\nopen('slow-ended', 'w')")
