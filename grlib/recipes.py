@@ -146,8 +146,8 @@ def _mergan(c: Context, variant: str = "jtr", alignment: float = 1e-3, auxiliary
     half the cost, with the EMA, 2 critic steps a generator step instead of 5 scored 89.4 and 91.3, and 500
     generator steps a task instead of 1,000 90.1 and 89.2; at the same cost, 2 critic steps with 2,000 generator
     steps 91.8 and 92.5. Without the EMA, 1,500 generator steps a task scored 89.9 and 89.3. The default is the
-    better of the two at half the cost, 2 critic steps a generator step (means 90.4 against 89.7), which keeps the
-    quick course within its running time; `critic_steps=5` is the setting that scored 92.2."""
+    better of the two at half the cost, 2 critic steps a generator step (means 90.4 against 89.7), five minutes or
+    more shorter in the quick course (notebook 04); `critic_steps=5` is the setting that scored 92.2."""
     wgan = gan.WGANGP(c.stream.image_shape, width=c.profile.gan_width, device=c.device, seed=c.seed,
                       n_classes=c.stream.n_classes, alignment=alignment if variant == "ra" else 0.0,
                       auxiliary=auxiliary, class_norm=class_norm, ema_decay=ema_decay, critic_steps=critic_steps)
