@@ -1,5 +1,5 @@
-"""`python -m grlib run`: papermill executes the notebooks (in order, or up to --jobs at once, the longest first)
-into build/ and writes a summary."""
+"""`python -m grlib run`: papermill executes the notebooks (in order, or up to --jobs at once, the longest chain
+first) into build/ and writes a summary."""
 from __future__ import annotations
 
 import ast
@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
 import tempfile
 import time
@@ -23,7 +22,6 @@ from .report import render_report
 from .results import build_dir, load_results
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-RUNNING_TIME = re.compile(r"\*\*Running time:\*\*\s+(?:(\d+)\s+min\s+)?(\d+)\s+s\s+on\s+the\s+quick\s+profile")
 
 
 @dataclass
@@ -128,19 +126,42 @@ def check_parameters(notebooks: Sequence[Path], parameters: dict[str, Any]) -> N
                                  f"(its default is {default!r})")
 
 
+def course_metadata(nb: Path) -> dict:
+    """What the runner reads from a notebook's metadata (its "grlib" entry)."""
+    return json.loads(nb.read_text()).get("metadata", {}).get("grlib", {})
+
+
 def notebook_reads(nb: Path) -> list[str]:
     """The notebooks (by number) whose saved results `nb` reads: its metadata's grlib.reads. The runner starts it
     only after those of them it runs have finished."""
-    return json.loads(nb.read_text()).get("metadata", {}).get("grlib", {}).get("reads", [])
+    return course_metadata(nb).get("reads", [])
 
 
-def stated_seconds(nb: Path) -> int:
-    """The quick-profile running time a notebook states in its first text cell ("**Running time:** 5 min 15 s on
-    the quick profile"), in seconds; 0 if it states none."""
-    cells = json.loads(nb.read_text())["cells"]
-    opening = next(("".join(c["source"]) for c in cells if c["cell_type"] == "markdown"), "")
-    found = RUNNING_TIME.search(opening)
-    return 60 * int(found[1] or 0) + int(found[2]) if found else 0
+def notebook_loads(nb: Path) -> list[str]:
+    """The notebooks (by number) whose cached models `nb` loads, or trains itself if they have not run yet: its
+    metadata's grlib.loads. The runner starts those before it, so that they, not `nb`, train the models."""
+    return course_metadata(nb).get("loads", [])
+
+
+def course_seconds(nb: Path) -> int:
+    """The seconds `nb` took in a measured course run, two at a time (its metadata's grlib.seconds; 0 if none)."""
+    return course_metadata(nb).get("seconds", 0)
+
+
+def queue_order(notebooks: Sequence[Path]) -> list[Path]:
+    """The notebooks, those heading the longest chain first: a notebook's chain is its own seconds plus the longest
+    chain among the notebooks that read its results or load its models. So what others wait for, or would train
+    themselves, starts early, and the last ones end together. A stable sort keeps ties in the course's order."""
+    numbers = {nb.stem[:2]: nb for nb in notebooks}
+    users = {n: [u for u in notebooks if n in notebook_reads(u) + notebook_loads(u)] for n in numbers}
+    chain: dict[Path, int] = {}
+
+    def chain_seconds(nb: Path) -> int:
+        if nb not in chain:
+            chain[nb] = course_seconds(nb) + max(map(chain_seconds, users[nb.stem[:2]]), default=0)
+        return chain[nb]
+
+    return sorted(notebooks, key=chain_seconds, reverse=True)
 
 
 def logging_kernel_manager(log: Path, cwd: Path, live: set | None = None) -> type:
@@ -171,8 +192,8 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
                folder: Path = NOTEBOOK_DIR, log: Callable[[str], None] = print,
                parameters: dict[str, Any] | None = None, jobs: int = 1) -> int:
     """Execute the chosen notebooks in order, or up to `jobs` at once (they share the cores: grlib.threads), the
-    longest first (by the running time each states) so that the last ones end together, and one that reads another's
-    results after it; pass `parameters` to those that declare them; start none after the first failure.
+    longest chain first (`queue_order`) so that the last ones end together, and one that reads another's results
+    after it; pass `parameters` to those that declare them; start none after the first failure.
     Returns a process exit code: 0, 1 if a notebook failed, 130 if interrupted (Ctrl-C)."""
     import papermill  # imported here: it is slow, and bad arguments should fail fast
 
@@ -187,7 +208,7 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     runs = {nb: NotebookRun(nb.stem, "not run") for nb in notebooks}
     by_number = {nb.stem[:2]: run for nb, run in runs.items()}
-    order = f"{jobs} at a time (the longest first)" if jobs > 1 else "one at a time"
+    order = f"{jobs} at a time (the longest chain first)" if jobs > 1 else "one at a time"
     log(f"running {len(notebooks)} notebook(s) with profile {chosen_profile!r}, {order}, into {out_dir}")
     environment = {"GRLIB_BUILD": str(out_dir), "GRLIB_PROFILE": chosen_profile, "GRLIB_PROGRESS": "text",
                    "GRLIB_INTERACTIVE": "0"}  # widgets would wait for a browser; a learner's own run has them
@@ -218,9 +239,7 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
             log(f"[{nb.stem}] ok in {run.seconds:.0f} s  {_format_headline(run.headline)}")
 
     course_start = time.perf_counter()
-    waiting, running, interrupted = list(notebooks), {}, False
-    if jobs > 1:
-        waiting.sort(key=stated_seconds, reverse=True)  # longest first; a stable sort keeps ties in order
+    waiting, running, interrupted = (queue_order(notebooks) if jobs > 1 else list(notebooks)), {}, False
     with _environment(**environment), ThreadPoolExecutor(jobs) as pool:
         while waiting or running:
             stopping = interrupted or any(r.status in ("failed", "interrupted") for r in runs.values())

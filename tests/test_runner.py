@@ -13,14 +13,12 @@ import pytest
 from grlib import course
 
 
-def write_notebook(path: Path, *sources: str, parameters: str = "profile = None", reads: list[str] | None = None,
-                   running_time: str | None = None) -> None:
-    opening = f"**Running time:** {running_time} on the quick profile"
-    cells = [nbformat.v4.new_markdown_cell(opening)] if running_time else []
-    cells += [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
+def write_notebook(path: Path, *sources: str, parameters: str = "profile = None", **grlib_metadata) -> None:
+    """A notebook of these code cells; `grlib_metadata` (reads=, loads=, seconds=) is what the runner reads."""
+    cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
     cells += [nbformat.v4.new_code_cell(s) for s in sources]
     metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={**metadata, **({"grlib": {"reads": reads}} if reads else {})}), path)
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={**metadata, "grlib": grlib_metadata}), path)
 
 
 def test_unknown_notebook_is_an_error_listing_the_names():
@@ -147,22 +145,39 @@ def test_jobs_run_notebooks_side_by_side_and_one_that_reads_results_after_them(t
     assert [p.stem for p in course.list_notebooks(folder) if course.notebook_reads(p)] == ["02_reader"]
 
 
-def test_with_jobs_the_notebook_stating_the_longest_running_time_starts_first(tmp_path):
+WAIT_FOR = ("import pathlib, time\ndeadline = time.time() + 60\n"
+            "while not pathlib.Path('{marker}').exists() and time.time() < deadline:\n    time.sleep(0.1)\n"
+            "assert pathlib.Path('{marker}').exists(), 'started alone'")
+
+
+def test_with_jobs_the_longest_notebook_starts_first(tmp_path):
     """Side by side, the longest start first, so that the last ones end together (one at a time: in order)."""
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    write_notebook(folder / "00_short.ipynb", "import pathlib\nassert pathlib.Path('long-started').exists()",
-                   running_time="5 s")
-    write_notebook(folder / "01_middle.ipynb", "import pathlib, time\ndeadline = time.time() + 60\n"
-                   "while not pathlib.Path('long-started').exists() and time.time() < deadline:\n    time.sleep(0.1)",
-                   running_time="1 min 05 s")
-    write_notebook(folder / "02_long.ipynb", "import pathlib\npathlib.Path('long-started').touch()",
-                   running_time="12 min\n16 s")
-    assert [course.stated_seconds(p) for p in course.list_notebooks(folder)] == [5, 65, 736]
+    write_notebook(folder / "00_short.ipynb", "import pathlib\nassert pathlib.Path('long-started').exists()", seconds=5)
+    write_notebook(folder / "01_middle.ipynb", WAIT_FOR.format(marker="long-started"), seconds=65)
+    write_notebook(folder / "02_long.ipynb", "import pathlib\npathlib.Path('long-started').touch()", seconds=736)
+    assert [course.course_seconds(p) for p in course.list_notebooks(folder)] == [5, 65, 736]
     lines: list[str] = []
     assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
                              jobs=2) == 0, lines
-    assert "2 at a time (the longest first)" in lines[0]
+    assert "2 at a time (the longest chain first)" in lines[0]
+
+
+def test_with_jobs_a_short_notebook_whose_models_a_long_one_loads_starts_with_it(tmp_path):
+    """A notebook that loads another's cached models (grlib.loads) heads a chain as long as its own plus the
+    loader's: the one that trains the models starts first, though a middle one is longer than it."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_trainer.ipynb", "import pathlib\npathlib.Path('trainer-started').touch()", seconds=5)
+    write_notebook(folder / "01_middle.ipynb", "import pathlib\nassert pathlib.Path('trainer-started').exists()",
+                   seconds=65)
+    write_notebook(folder / "02_loader.ipynb", WAIT_FOR.format(marker="trainer-started"), seconds=736, loads=["00"])
+    notebooks = course.list_notebooks(folder)
+    assert [p.stem for p in course.queue_order(notebooks)] == ["00_trainer", "02_loader", "01_middle"]
+    lines: list[str] = []
+    assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
+                             jobs=2) == 0, lines
 
 
 def test_with_jobs_a_failure_lets_the_running_notebook_finish_and_starts_no_other(tmp_path, monkeypatch):
