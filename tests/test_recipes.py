@@ -1,6 +1,7 @@
 """The method registry: every method builds, bad overrides are errors, and every hyperparameter is in the cache key."""
 from __future__ import annotations
 
+import copy
 from dataclasses import fields
 
 import pytest
@@ -95,6 +96,31 @@ def test_recipes_follow_the_stream_budget_and_scenario():
     assert (a.iters, a.lr, a.strength) == (P.iters, P.lr, recipes.TUNED["ewc"]["class"]["strength"])
     assert (b.iters, b.lr, b.strength) == (P.perm_iters, P.perm_lr, recipes.TUNED["ewc"]["domain"]["strength"])
     assert recipes.build("imm", P, split).merge == recipes.TUNED["imm"]["class"]["merge"]
+
+
+def equal(a, b) -> bool:
+    """Two saved states hold the same values (tensors, lists, dicts, numbers)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(equal, a, b))
+    return a == b
+
+
+@pytest.mark.parametrize("method", list(recipes.METHODS))
+def test_a_strategy_loaded_from_another_changes_nothing_of_it(method):
+    """A copy made with load_state_dict learns on without touching the original's records (DGR's pools, SI's
+    importances, IMM's sums, PASS's prototypes): it holds its own copy of the state."""
+    stream = mnist_shaped_stream()
+    original = recipes.build(method, "smoke", stream, seed=0, iters=2)
+    original.learn(stream, 0, progress=False)
+    before = copy.deepcopy(original.state_dict())
+    follower = recipes.build(method, "smoke", stream, seed=0, iters=2)
+    follower.load_state_dict(original.state_dict())
+    follower.learn(stream, 1, progress=False)
+    assert equal(original.state_dict(), before)
 
 
 def test_both_generators_implement_the_protocol():

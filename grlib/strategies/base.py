@@ -1,6 +1,7 @@
 """The interface every method shares (`Strategy`), fine-tuning and joint training (notebook 01)."""
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import KW_ONLY, dataclass, fields
 from typing import Any, Callable, ClassVar
@@ -112,6 +113,12 @@ class Strategy:
         return {"solver": self.solver.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from a `state_dict()`. The state is copied first, as nn.Module.load_state_dict copies, so this
+        strategy and the one the state came from never change each other's records (pools, importances, ...)."""
+        self.restore(copy.deepcopy(state))
+
+    def restore(self, state: dict) -> None:
+        """Take over a state that this strategy alone holds (a subclass restores its own entries after these)."""
         self.solver.load_state_dict(state["solver"])
 
 

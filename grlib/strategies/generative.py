@@ -171,8 +171,8 @@ class GenerativeReplay(Replay):
                 "generator_history": self.generator_history, "pool_label_counts": self.pool_label_counts,
                 "pool_agreement": self.pool_agreement, "level_counts": self.level_counts}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def restore(self, state: dict) -> None:
+        super().restore(state)
         self.generator.load_state_dict(state["generator"])
         self.generator_history, self.pool_label_counts = state["generator_history"], state["pool_label_counts"]
         self.samples, self.pool_agreement = state["samples"], state["pool_agreement"]

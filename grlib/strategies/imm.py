@@ -88,7 +88,7 @@ class IMM(Strategy):
         return {**super().state_dict(), "task_weights": self.task_weights, "weighted_sum": self.weighted_sum,
                 "weight_total": self.weight_total}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def restore(self, state: dict) -> None:
+        super().restore(state)
         self.task_weights, self.weighted_sum = state["task_weights"], state["weighted_sum"]
         self.weight_total = state["weight_total"]

@@ -87,8 +87,8 @@ class PASS(Strategy):
         return {**super().state_dict(), "prototypes": self.prototypes, "radius": self.radius,
                 "old_features": None if self.old_features is None else self.old_features.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def restore(self, state: dict) -> None:
+        super().restore(state)
         self.prototypes, self.radius = state["prototypes"], state["radius"]
         self.old_features = None
         if state["old_features"] is not None:

@@ -102,8 +102,8 @@ class EWC(Strategy):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "fisher": self.fisher, "anchor": self.anchor}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def restore(self, state: dict) -> None:
+        super().restore(state)
         self.fisher, self.anchor = state["fisher"], state["anchor"]
 
 
@@ -140,8 +140,8 @@ class MAS(Strategy):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "importance": self.importance, "anchor": self.anchor}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def restore(self, state: dict) -> None:
+        super().restore(state)
         self.importance, self.anchor = state["importance"], state["anchor"]
 
 
@@ -189,6 +189,6 @@ class SI(Strategy):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "importance": self.importance, "anchor": self.anchor}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def restore(self, state: dict) -> None:
+        super().restore(state)
         self.importance, self.anchor = state["importance"], state["anchor"]

@@ -81,6 +81,6 @@ class ER(Replay):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "buffer": self.buffer.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def restore(self, state: dict) -> None:
+        super().restore(state)
         self.buffer.load_state_dict(state["buffer"])
