@@ -129,7 +129,7 @@ def run(strategy, stream: TaskStream, cache: bool = True, progress: bool = True,
         with exclusive(path) if cache else contextlib.nullcontext():  # one process trains it; others load it
             saved = load_checkpoint(path, settings) if cache else None
             if saved is not None:
-                strategy.load_state_dict(saved["strategy"])
+                strategy.restore(saved["strategy"])  # a state loaded from disk: nobody else holds it
                 losses, seconds, trace = saved["losses"], saved["seconds"], saved["trace"]
             else:
                 trace = []
