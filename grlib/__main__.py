@@ -1,6 +1,7 @@
 """Command line: `python -m grlib run [--profile P] [--only 00 01] [--out build] [-p NAME VALUE ...] [--jobs N]`,
 `python -m grlib sweep NB -p NAME V1 V2 ... [--jobs N] [--dry-run]`,
-`python -m grlib bench [--profile P] [--seeds N] [--methods ...]` and `python -m grlib student --out DIR`."""
+`python -m grlib bench [--profile P] [--seeds N] [--methods ...]`,
+`python -m grlib tune METHOD --grid NAME V1 V2 ... [--set NAME V] [--stream permuted]` and `python -m grlib student --out DIR`."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,7 @@ from .bench import METHODS, run_bench
 from .course import parse_value, run_course, write_student_copy
 from .sweep import run_sweep
 from .threads import leave, processes_that_fit
+from .tune import STREAMS, run_tune
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--dry-run", action="store_true", help="print one papermill command a line, run nothing")
     sweep.add_argument("--name", help="the sweep's folder name (default: the notebook and the parameters)")
     sweep.add_argument("--out", help="build folder (default: $GRLIB_BUILD, else the repository's build/)")
+    tune = commands.add_parser("tune", help="one method over a grid of a setting, on a validation split: build/tune/")
+    tune.add_argument("method", help=f"one of: {', '.join(METHODS)}")
+    tune.add_argument("--grid", nargs="+", required=True, metavar="NAME V",
+                      help="the setting to vary and its values, e.g. --grid strength 0.1 1 10")
+    tune.add_argument("--set", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                      help="a setting held fixed, e.g. --set critic_steps 2")
+    tune.add_argument("--stream", choices=STREAMS, default="split", help="Split-MNIST (class-IL, the default) or "
+                      "Permuted-MNIST (domain-IL)")
+    tune.add_argument("--profile", help="smoke, quick, full or auto (default: $GRLIB_PROFILE, else auto)")
+    tune.add_argument("--seeds", type=int, default=3, help="seeds per value (default 3)")
+    tune.add_argument("--out", help="build folder (default: $GRLIB_BUILD, else the repository's build/)")
     student = commands.add_parser("student", help="write the notebooks without their worked solutions, for learners")
     student.add_argument("--out", required=True, help="folder for the learner's copy")
     args = parser.parse_args(argv)
@@ -56,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
             values = {p[0]: [parse_value(v) for v in p[1:]] for p in args.parameter}
             run_sweep(args.notebook, values, profile=args.profile, out=args.out, jobs=args.jobs,
                       dry_run=args.dry_run, name=args.name)
+            return 0
+        if args.command == "tune":
+            if len(args.grid) < 2:
+                raise ValueError("--grid takes a setting's name and at least one value: --grid NAME V1 V2 ...")
+            run_tune(args.method, args.grid[0], [parse_value(v) for v in args.grid[1:]],
+                     {name: parse_value(v) for name, v in args.set}, stream=args.stream, profile=args.profile,
+                     seeds=args.seeds, out=args.out)
             return 0
         if args.command == "bench":
             run_bench(profile=args.profile, seeds=args.seeds, methods=args.methods, out=args.out,

@@ -24,11 +24,23 @@ from .course import prepare_out
 METHODS = tuple(recipes.METHODS)
 
 
-def _run_one(method: str, profile: str, seed: int, out: str, validation: float, queue) -> None:
-    """Worker (a fresh process, so its peak memory is its own): one method, one seed."""
-    stream = data.split_stream("mnist", device=nets.pick_device(), validation=validation)
+def make_stream(kind: str, profile: str, seed: int, validation: float) -> data.TaskStream:
+    """Split-MNIST ("split", class-IL) or Permuted-MNIST ("permuted", domain-IL, the profile's tasks, its
+    permutations set by the seed), evaluated on the test set or on a held-out `validation` fraction."""
+    device = nets.pick_device()
+    if kind == "permuted":
+        return data.permuted_stream("mnist", n_tasks=get_profile(profile).perm_tasks, seed=seed, device=device,
+                                    validation=validation)
+    return data.split_stream("mnist", device=device, validation=validation)
+
+
+def _run_one(method: str, profile: str, seed: int, out: str, validation: float, queue, stream: str = "split",
+             overrides: dict | None = None) -> None:
+    """Worker (a fresh process, so its peak memory is its own): one method, one seed, the recipe's settings with
+    `overrides`."""
+    tasks = make_stream(stream, profile, seed, validation)
     start = time.perf_counter()
-    result = continual.run(recipes.build(method, profile, stream, seed), stream, progress=False,
+    result = continual.run(recipes.build(method, profile, tasks, seed, **(overrides or {})), tasks, progress=False,
                            folder=Path(out) / "checkpoints")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     if torch.cuda.is_available():
@@ -36,6 +48,20 @@ def _run_one(method: str, profile: str, seed: int, out: str, validation: float, 
     queue.put({"method": method, "seed": seed, "A_T": result.A_T, "F_T": result.F_T,
                "train_seconds": sum(result.seconds), "wall_seconds": time.perf_counter() - start,
                "peak_memory_MB": peak_mb, "curve": result.curve})
+
+
+def run_in_worker(method: str, profile: str, seed: int, out_dir: Path, validation: float, stream: str = "split",
+                  overrides: dict | None = None) -> dict:
+    """One run in a fresh process (`_run_one`); its row, or a RuntimeError if it failed."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    worker = context.Process(target=_run_one, args=(method, profile, seed, str(out_dir), validation, queue, stream,
+                                                    overrides))
+    worker.start()
+    worker.join()
+    if worker.exitcode != 0:
+        raise RuntimeError(f"the {method} run with seed {seed} failed (exit code {worker.exitcode}); see above")
+    return queue.get()
 
 
 def mean_std(values: list[float]) -> str:
@@ -53,16 +79,15 @@ def bench_table(rows: list[dict], methods: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def provenance(profile_name: str, seeds: int, methods: list[str], validation: float) -> dict[str, str]:
-    """The command that reproduces a benchmark, the commit it ran at and the machine, for its record."""
-    command = f"python -m grlib bench --profile {profile_name} --seeds {seeds} --methods {' '.join(methods)}"
+def provenance(command: str) -> dict[str, str]:
+    """The command that reproduces a measurement, the commit it ran at and the machine, for its record."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, text=True,
                                 capture_output=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown (not a git checkout)"
     omp = f", OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}" if "OMP_NUM_THREADS" in os.environ else ""
-    return {"command": command + (f" --validation {validation}" if validation else ""), "commit": commit,
+    return {"command": command, "commit": commit,
             "machine": f"{platform.machine()}, {threads.CORES} cores, device {nets.pick_device()}{omp}"}
 
 
@@ -81,18 +106,11 @@ def run_bench(profile: str | None = None, seeds: int = 3, methods: list[str] | N
                          else f"--seeds must be at least 1, got {seeds}")
     data.load("mnist"), data.load("mnist", train=False)  # a missing or corrupt dataset fails here, before training
     out_dir = prepare_out(out)
-    context = multiprocessing.get_context("spawn")
     rows = []
     for m in methods:
         for seed in range(seeds):
             log(f"[bench] {m}, seed {seed} ({P.name} profile) ...")
-            queue = context.Queue()
-            worker = context.Process(target=_run_one, args=(m, P.name, seed, str(out_dir), validation, queue))
-            worker.start()
-            worker.join()
-            if worker.exitcode != 0:
-                raise RuntimeError(f"the {m} run with seed {seed} failed (exit code {worker.exitcode}); see above")
-            rows.append(queue.get())
+            rows.append(run_in_worker(m, P.name, seed, out_dir, validation))
             log(f"[bench] {m}, seed {seed}: A_T {rows[-1]['A_T']:.1f}, {rows[-1]['train_seconds']:.0f} s of training")
     table = bench_table(rows, methods)
     evaluated = f"validation split ({validation:.0%} of each task's training data)" if validation else "test set"
@@ -100,7 +118,9 @@ def run_bench(profile: str | None = None, seeds: int = 3, methods: list[str] | N
               f"device {nets.pick_device()}, evaluated on the {evaluated}\n\n")
     name = "bench-validation" if validation else "bench"
     (out_dir / f"{name}.md").write_text(header + table)
-    record = {**provenance(P.name, seeds, methods, validation), "profile": P.as_dict(), "seeds": seeds,
+    command = f"python -m grlib bench --profile {P.name} --seeds {seeds} --methods {' '.join(methods)}"
+    record = {**provenance(command + (f" --validation {validation}" if validation else "")),
+              "profile": P.as_dict(), "seeds": seeds,
               "validation": validation, "runs": rows}
     (out_dir / f"{name}.json").write_text(json.dumps(record, indent=1))
     log(header + table)

@@ -118,13 +118,14 @@ class WGANGP:
     makes it the paper's AC-GAN (Odena et al. 2017): an unconditional score and a classifier C, with β CE(C(x), y)
     added to the critic's loss on real images and β CE(C(G(z, y)), y) to the generator's. With `ema_decay` > 0,
     samples come from an exponential moving average of the generator's weights (Yazıcı et al. 2019), updated after
-    each generator step."""
+    each generator step; `critic_lr` gives the critic a learning rate of its own (two time-scales, Heusel et al.
+    2017)."""
 
     def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), z_dim: int = 64, width: int = 32,
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.9), critic_steps: int = 5,
                  gp_weight: float = 10.0, device: torch.device | str = "cpu", seed: int = 0,
                  n_classes: int | None = None, alignment: float = 0.0, auxiliary: float = 0.0,
-                 class_norm: bool = False, ema_decay: float = 0.0):
+                 class_norm: bool = False, ema_decay: float = 0.0, critic_lr: float | None = None):
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1) (0: no average); got {ema_decay}")
         if (alignment or auxiliary or class_norm) and not n_classes:
@@ -149,8 +150,10 @@ class WGANGP:
             self.settings.update(class_norm=True)
         if ema_decay:
             self.settings.update(ema_decay=ema_decay)
+        if critic_lr is not None:
+            self.settings.update(critic_lr=critic_lr)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=lr if critic_lr is None else critic_lr, betas=betas)
 
     @property
     def sampling_network(self) -> nn.Module:

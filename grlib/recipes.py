@@ -93,9 +93,11 @@ def _er(c: Context, buffer_size: int = 1000, reservoir: bool = False, **kw) -> S
     return ER(c.solver(), kw.pop("buffer", buffer), **{**c.budget(), **kw})
 
 
-def _dgr(c: Context, **kw) -> Strategy:
+def _dgr(c: Context, ema_decay: float = 0.0, critic_steps: int = 5, gan_lr: float = 2e-4,
+         critic_lr: float | None = None, **kw) -> Strategy:
     """A convolutional WGAN-GP (notebook 03) whose replay the old solver labels."""
-    wgan = gan.WGANGP(c.stream.image_shape, width=c.profile.gan_width, device=c.device, seed=c.seed)
+    wgan = gan.WGANGP(c.stream.image_shape, width=c.profile.gan_width, device=c.device, seed=c.seed,
+                      ema_decay=ema_decay, critic_steps=critic_steps, lr=gan_lr, critic_lr=critic_lr)
     return DGR(c.solver(), kw.pop("generator", wgan), **{**c.budget(), "gen_iters": c.profile.dgr_gen_iters,
                                                           "pool_size": c.profile.dgr_pool, **kw})
 

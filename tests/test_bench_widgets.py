@@ -10,7 +10,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from grlib import bench, widgets  # noqa: E402
+from grlib import bench, tune, widgets  # noqa: E402
 
 
 def test_bench_writes_mean_and_std_per_method(tmp_path):
@@ -49,3 +49,21 @@ def test_explorer_draws_static_figures_without_widgets():
     widgets.replay_explorer(runs, ["0/1", "2/3"], interactive=True)  # builds the widgets and returns
     assert len(plt.get_fignums()) >= 2
     plt.close("all")
+
+
+def test_tune_records_a_grid_on_the_validation_split(tmp_path):
+    lines = []
+    record = tune.run_tune("mas", "strength", [0.1, 1e4], seeds=2, profile="smoke", out=str(tmp_path),
+                           log=lines.append)
+    saved = json.loads((tmp_path / "tune" / "mas-split-strength.json").read_text())
+    assert saved == json.loads(json.dumps(record)) and saved["validation"] == tune.VALIDATION
+    assert [(r["value"], r["seed"]) for r in saved["runs"]] == [(0.1, 0), (0.1, 1), (1e4, 0), (1e4, 1)]
+    assert len({r["A_T"] for r in saved["runs"]}) > 1  # the values and seeds are really different runs
+    assert saved["command"].startswith("python -m grlib tune mas --stream split --profile smoke --seeds 2")
+    assert "| 0.1 |" in lines[-1] and "**" in lines[-1]
+
+
+def test_tune_rejects_an_unknown_setting_before_running():
+    done = subprocess.run([sys.executable, "-m", "grlib", "tune", "mas", "--grid", "strenth", "1"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "mas has no setting strenth" in done.stderr
