@@ -6,13 +6,35 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
+from . import record
 from .bench import METHODS, run_bench
 from .course import parse_value, run_course, write_student_copy
+from .results import disk_message
 from .sweep import run_sweep
 from .threads import leave, processes_that_fit
 from .tune import STREAMS, run_tune
+
+
+def once(names: list[str]) -> None:
+    """A ValueError if a -p name is given twice: the later would silently replace the earlier."""
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"-p {', '.join(twice)} given more than once; give each parameter once (a sweep lists its "
+                         f"values after one -p: -p NAME V1 V2)")
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP (a scheduler's stop, `kill`, a closed terminal) end `run` and `sweep` as Ctrl-C does: they
+    stop their kernels and papermill processes, keep what was trained, and the same command resumes."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):  # Windows has no SIGHUP
+            signal.signal(getattr(signal, name), interrupt)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,8 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     tune.add_argument("--out", help="build folder (default: $GRLIB_BUILD, else the repository's build/)")
     student = commands.add_parser("student", help="write the notebooks without their worked solutions, for learners")
     student.add_argument("--out", required=True, help="folder for the learner's copy")
+    commands.add_parser("docs", help="render the record's tables into README.md, docs/ and the notebooks' openings")
     args = parser.parse_args(argv)
+    if args.command in ("run", "sweep"):
+        stop_on_signals()
     try:
+        if args.command == "docs":
+            for path in record.update(write=True):
+                print(f"updated {path}")
+            return 0
         if args.command == "student":
             for path in write_student_copy(args.out):
                 print(f"wrote {path}")
@@ -66,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             if any(len(p) < 2 for p in args.parameter):
                 raise ValueError("each -p takes a name and at least one value: -p NAME V1 V2 ...")
+            once([p[0] for p in args.parameter])
             values = {p[0]: [parse_value(v) for v in p[1:]] for p in args.parameter}
             run_sweep(args.notebook, values, profile=args.profile, out=args.out, jobs=args.jobs,
                       dry_run=args.dry_run, name=args.name)
@@ -81,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             run_bench(profile=args.profile, seeds=args.seeds, methods=args.methods, out=args.out,
                       validation=args.validation)
             return 0
+        once([name for name, _ in args.parameter])
         parameters = {name: parse_value(value) for name, value in args.parameter}
         return run_course(profile=args.profile, only=args.only, out=args.out, parameters=parameters,
                           jobs=args.jobs)
@@ -92,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:  # the reader of the output stopped early (`--dry-run | head`): end quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as e:  # a full disk, or a folder this user may not write: where, and what to do
+        print(f"error: {disk_message(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the models already trained", file=sys.stderr)

@@ -19,6 +19,7 @@ import torch
 
 from . import continual, data, nets, recipes, threads
 from .profiles import get_profile
+from .strategies import Joint, Strategy
 from .course import prepare_out
 
 METHODS = tuple(recipes.METHODS)
@@ -34,20 +35,40 @@ def make_stream(kind: str, profile: str, seed: int, validation: float) -> data.T
     return data.split_stream("mnist", device=device, validation=validation)
 
 
+def kept_MB(strategy: Strategy) -> float | None:
+    """What a method keeps between tasks besides its solver, in MB: every tensor of its state (buffers, penalties'
+    weights, generators with their critics and optimisers) but the solver's and the sample grids kept for figures;
+    None for joint training, which keeps every image."""
+    if isinstance(strategy, Joint):
+        return None
+    state = {k: v for k, v in strategy.state_dict().items() if k not in ("solver", "samples")}
+    return _nbytes(state) / 1e6
+
+
+def _nbytes(state) -> int:
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(_nbytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_nbytes(v) for v in state)
+    return 0
+
+
 def _run_one(method: str, profile: str, seed: int, out: str, validation: float, queue, stream: str = "split",
              overrides: dict | None = None) -> None:
     """Worker (a fresh process, so its peak memory is its own): one method, one seed, the recipe's settings with
     `overrides`."""
     tasks = make_stream(stream, profile, seed, validation)
     start = time.perf_counter()
-    result = continual.run(recipes.build(method, profile, tasks, seed, **(overrides or {})), tasks, progress=False,
-                           folder=Path(out) / "checkpoints")
+    strategy = recipes.build(method, profile, tasks, seed, **(overrides or {}))
+    result = continual.run(strategy, tasks, progress=False, folder=Path(out) / "checkpoints")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     if torch.cuda.is_available():
         peak_mb = torch.cuda.max_memory_allocated() / 2 ** 20
     queue.put({"method": method, "seed": seed, "A_T": result.A_T, "F_T": result.F_T,
                "train_seconds": sum(result.seconds), "wall_seconds": time.perf_counter() - start,
-               "peak_memory_MB": peak_mb, "curve": result.curve})
+               "peak_memory_MB": peak_mb, "memory_MB": kept_MB(strategy), "curve": result.curve})
 
 
 def run_in_worker(method: str, profile: str, seed: int, out_dir: Path, validation: float, stream: str = "split",

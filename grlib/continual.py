@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -112,6 +113,21 @@ def _first_seen(stream: TaskStream) -> list[int]:
     return [owner.get(c, len(stream)) for c in range(stream.n_classes)]
 
 
+def _restore(strategy, saved: dict) -> None:
+    """Continue from a task's cached state (loaded from disk: nobody else holds it). One that does not fit the code
+    (a state_dict changed without a CACHE_VERSION bump) leaves the strategy as it was, to train the task again, and
+    raises for `load_checkpoint` to set the file aside."""
+    missing = sorted({"strategy", "losses", "seconds", "trace"} - set(saved))
+    if missing:
+        raise KeyError(f"it lacks {', '.join(missing)}")
+    before = copy.deepcopy(strategy.state_dict())
+    try:
+        strategy.restore(saved["strategy"])
+    except Exception:
+        strategy.restore(before)
+        raise
+
+
 def run(strategy, stream: TaskStream, cache: bool = True, progress: bool = True,
         eval_every: int | None = None, folder: str | os.PathLike | None = None,
         after_each_task: Callable[[int], None] | None = None) -> RunResult:
@@ -127,9 +143,8 @@ def run(strategy, stream: TaskStream, cache: bool = True, progress: bool = True,
         settings = {**strategy.settings(), **stream.settings, "task": t, "eval_every": eval_every}
         path = checkpoint_path(f"{strategy.name}-{stream.name}-task{t + 1}", settings, folder)
         with exclusive(path) if cache else contextlib.nullcontext():  # one process trains it; others load it
-            saved = load_checkpoint(path, settings) if cache else None
+            saved = load_checkpoint(path, settings, restore=lambda state: _restore(strategy, state)) if cache else None
             if saved is not None:
-                strategy.restore(saved["strategy"])  # a state loaded from disk: nobody else holds it
                 losses, seconds, trace = saved["losses"], saved["seconds"], saved["trace"]
             else:
                 trace = []

@@ -10,16 +10,17 @@ import os
 import signal
 import tempfile
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from . import data
+from . import checkpoints, data
 from .data import REPO_ROOT
 from .profiles import get_profile
 from .report import render_report
-from .results import build_dir, load_results
+from .results import atomic_file, build_dir, load_results
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -77,21 +78,41 @@ def write_summary(runs: list[NotebookRun], profile: str, out: Path) -> str:
              "| --- | --- | --- | --- |"]
     lines += [f"| {r.name} | {r.status} | {r.seconds:.0f} | {_format_headline(r.headline) or r.error} |" for r in runs]
     text = "\n".join(lines) + "\n"
-    (out / "summary.md").write_text(text)
+    with atomic_file(out / "summary.md") as f:
+        f.write(text.encode())
     return text
 
 
-def prepare_out(out: str | os.PathLike | None) -> Path:
-    """The build folder, created and checked writable; a file or an unwritable place is a one-line ValueError."""
-    out_dir = build_dir(out)
+def outside_sources(out: str | os.PathLike, sources: Path = NOTEBOOK_DIR) -> Path:
+    """`out` as a folder to write into, refused (a one-line ValueError) if empty or if writing there could overwrite
+    the course's own files: the repository's root, the notebooks' folder or a folder inside it, or any folder whose
+    notebooks/ is the notebooks' folder (a build writes its executed notebooks into <out>/notebooks/)."""
+    if not str(out).strip():
+        raise ValueError("--out is empty; give a folder for what is written, e.g. --out build")
+    out_dir = Path(out).expanduser().resolve()
+    sources = sources.resolve()
+    if out_dir == REPO_ROOT or out_dir.is_relative_to(sources) or (out_dir / "notebooks").resolve() == sources:
+        raise ValueError(f"--out {out_dir} would write over the course's own notebooks in {sources}; give a folder "
+                         f"of its own, e.g. --out build")
+    return out_dir
+
+
+def prepare_out(out: str | os.PathLike | None, sources: Path = NOTEBOOK_DIR) -> Path:
+    """The build folder, created and checked writable, with the folders a run writes into that exist already (a
+    build folder another learner made is theirs); an empty --out, one that would overwrite the course's own
+    notebooks (`outside_sources`), a file or an unwritable place is a one-line ValueError."""
+    out_dir = outside_sources(build_dir() if out is None else out, sources)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file; give a folder for the build")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
-    except OSError as e:
-        raise ValueError(f"cannot write the build into {out_dir}: {e.strerror or e}; give a writable --out") from None
+    written = [out_dir / f for f in ("notebooks", "results", "report", "sweeps") if (out_dir / f).is_dir()]
+    for folder in [out_dir, *written]:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as e:
+            raise ValueError(f"cannot write the build into {folder}: {e.strerror or e}; give a --out of your own") \
+                from None
     return out_dir
 
 
@@ -110,9 +131,42 @@ def notebook_parameters(nb: Path) -> dict[str, Any]:
     return {name: parse_value(p["default"]) for name, p in papermill.inspect_notebook(str(nb)).items()}
 
 
+def parameter_checks(nb: Path) -> str | None:
+    """The source of the cell that checks the notebook's parameters: the code cell right after the parameters cell,
+    when it calls `params.check(globals(), ...)` (see `grlib.params`); None if the notebook has none."""
+    cells = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+    for cell, after in zip(cells, cells[1:]):
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(after["source"])
+            return source if "params.check(" in source else None
+    return None
+
+
+def check_ranges(nb: Path, given: dict[str, Any]) -> None:
+    """Run the notebook's own parameter checks (`parameter_checks`) on its defaults updated with `given`, in this
+    process, so that a value out of range is one line before any kernel starts; the rules live in the notebook
+    alone. Relative paths are read from the notebook's folder, as its kernel reads them."""
+    from . import params
+
+    checks = parameter_checks(nb)
+    if checks is None:
+        return
+    folder, last = params.base_folder.set(nb.parent), params.last
+    try:
+        exec(compile(checks, f"{nb.name}: its parameter checks", "exec"), {**notebook_parameters(nb), **given})
+    except params.ParameterError as e:
+        raise ValueError(f"{nb.stem}: {e}") from None
+    finally:
+        params.base_folder.reset(folder)
+        params.last = last  # what this process's own notebook checked, if it is one (09 runs others)
+
+
 def check_parameters(notebooks: Sequence[Path], parameters: dict[str, Any]) -> None:
-    """Every parameter must be declared by a chosen notebook, and of its default's type (None takes any value; the
-    notebook's own checks then judge it). Raises ValueError naming the parameter, before anything runs."""
+    """Every parameter must be declared by a chosen notebook, of its default's type (None takes any value), and
+    within the notebook's own checks (`check_ranges`); the profile is not one (it has its own --profile). Raises
+    ValueError naming the parameter, before anything runs."""
+    if "profile" in parameters:
+        raise ValueError("the profile is chosen with --profile (e.g. --profile quick), not with -p profile")
     declared = {nb.stem: notebook_parameters(nb) for nb in notebooks}
     for name, value in parameters.items():
         owners = {stem: params[name] for stem, params in declared.items() if name in params}
@@ -124,6 +178,10 @@ def check_parameters(notebooks: Sequence[Path], parameters: dict[str, Any]) -> N
             if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
                 raise ValueError(f"parameter {name} = {value!r} of {stem} must be a {type(default).__name__} "
                                  f"(its default is {default!r})")
+    for nb in notebooks:
+        given = {name: value for name, value in parameters.items() if name in declared[nb.stem]}
+        if given:
+            check_ranges(nb, given)
 
 
 def course_metadata(nb: Path) -> dict:
@@ -144,7 +202,7 @@ def notebook_loads(nb: Path) -> list[str]:
 
 
 def course_seconds(nb: Path) -> int:
-    """The seconds `nb` took in a measured course run, two at a time (its metadata's grlib.seconds; 0 if none)."""
+    """The seconds `nb` took alone in a measured course run (its metadata's grlib.seconds; 0 if none)."""
     return course_metadata(nb).get("seconds", 0)
 
 
@@ -188,6 +246,16 @@ def interrupt(kernels: set) -> None:
             asyncio.run(manager.provisioner.send_signal(signal.SIGINT))
 
 
+def cache_notice(folder: Path, own: Path, log: Callable[[str], None]) -> None:
+    """Say at the start, once, if the checkpoint folder the notebooks will use cannot be written (a class's
+    read-only shared cache): its models are loaded, new ones kept in `own` (`grlib.checkpoints.keeper`)."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        checkpoints.keeper(folder, own)
+    for warning in said:
+        log(str(warning.message))
+
+
 def run_course(profile: str | None = None, only: Sequence[str] | None = None, out: str | None = None,
                folder: Path = NOTEBOOK_DIR, log: Callable[[str], None] = print,
                parameters: dict[str, Any] | None = None, jobs: int = 1) -> int:
@@ -203,9 +271,11 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
         raise ValueError(f"--jobs must be a whole number of at least 1, got {jobs!r}")
     parameters = dict(parameters or {})
     check_parameters(notebooks, parameters)
-    out_dir = prepare_out(out)
+    out_dir = prepare_out(out, folder)
     data.load("mnist"), data.load("mnist", train=False)  # every notebook reads MNIST: missing or corrupt fails here
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    cache_notice(checkpoints.checkpoint_folder() if os.environ.get("GRLIB_CHECKPOINTS") else out_dir / "checkpoints",
+                 out_dir / "checkpoints", log)
     runs = {nb: NotebookRun(nb.stem, "not run") for nb in notebooks}
     by_number = {nb.stem[:2]: run for nb, run in runs.items()}
     order = f"{jobs} at a time (the longest chain first)" if jobs > 1 else "one at a time"
@@ -278,11 +348,12 @@ def run_course(profile: str | None = None, only: Sequence[str] | None = None, ou
 
 
 def write_student_copy(out: str | os.PathLike, folder: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The notebooks without their worked solutions (every cell tagged `solution`), for learners, written to `out`."""
+    """The notebooks without their worked solutions (every cell tagged `solution`), for learners, written to `out`
+    (never over the notebooks themselves: `outside_sources`)."""
     from nbconvert.exporters import NotebookExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
 
-    out_dir = Path(out).expanduser().resolve()
+    out_dir = outside_sources(out, folder)
     out_dir.mkdir(parents=True, exist_ok=True)
     exporter = NotebookExporter()
     exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={"solution"}), enabled=True)

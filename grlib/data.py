@@ -57,7 +57,7 @@ KNOWN_MD5 = {
 
 
 def verify(name: str, train: bool, root: Path) -> None:
-    """Check the files of a known dataset against their published MD5 (about 0.1 s for MNIST); a mismatch raises
+    """Check the files of a known dataset against their published MD5 (fast enough to run on every load); a mismatch raises
     DatasetNotFoundError naming the file, what was expected, and how to fix it."""
     spec = dataset_spec(name)
     for file in spec.train_files if train else spec.test_files:

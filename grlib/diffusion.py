@@ -13,7 +13,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from . import sampling
 from .generators import Sampler
-from .guards import check_loss
+from .guards import check_loss, check_lr
 from .progress import bar
 from .unet import UNet
 
@@ -62,8 +62,9 @@ class Diffusion:
         if schedule not in ("linear", "cosine") or prediction not in ("eps", "x0"):
             raise ValueError(f"schedule must be 'linear' or 'cosine' and prediction 'eps' or 'x0'; "
                              f"got {schedule!r}, {prediction!r}")
-        if T < 1 or not (math.isfinite(lr) and lr > 0) or not 0 <= ema_decay < 1:
-            raise ValueError(f"T must be ≥ 1, lr a positive number and ema_decay in [0, 1); got {T}, {lr}, {ema_decay}")
+        if T < 1 or not 0 <= ema_decay < 1:
+            raise ValueError(f"T must be ≥ 1 and ema_decay in [0, 1); got {T}, {ema_decay}")
+        check_lr(lr, "Diffusion")
         if min_snr_gamma is not None and not (math.isfinite(min_snr_gamma) and min_snr_gamma > 0):
             raise ValueError(f"min_snr_gamma must be a positive number (5 in Hang et al. 2023) or None for the simple "
                              f"loss; got {min_snr_gamma}")
@@ -144,6 +145,15 @@ class Diffusion:
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
             losses.append(loss.item())
+        if losses:  # each loss is checked before its step; what the last step did is checked here, before anything
+            # samples from or caches its weights: the loss on the last batch at the middle step, without noise, so
+            # that it draws nothing
+            with torch.no_grad():
+                x0 = x * 2 - 1
+                t = torch.full((len(x0),), self.T // 2, device=x0.device)
+                out = self.model(self.q_sample(x0, t, torch.zeros_like(x0)), t, y if self.conditional else None)
+                last = F.mse_loss(out, x0 if self.prediction == "x0" else torch.zeros_like(x0)).item()
+            check_loss(last, desc, iters, hint)
         return {"loss": losses}
 
     @torch.no_grad()
@@ -162,8 +172,8 @@ class Diffusion:
         al. 2022). `y`: the classes wanted, the network's condition if it is class-conditional, and the guide's
         target.
 
-        Drawn `batch` at a time: on a 2-core CPU, 10,000 DDIM-20 samples of the quick profile's UNet took 64-105 s
-        in batches of 200 and 113-119 s in batches of 500."""
+        Drawn `batch` at a time: on a CPU, batches of a few hundred draw faster than larger ones (docs/record.md,
+        "Sampling batch size")."""
         if y is not None and not self.conditional and guide is None:
             raise ValueError("an unconditional, unguided diffusion model cannot draw given classes; pass a guide")
         network = self.sampling_network

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .diffusion import moving_average
 from .generators import Sampler
-from .guards import TrainingDivergedError, check_loss
+from .guards import TrainingDivergedError, check_loss, check_lr
 from .progress import bar
 from .rng import seeded
 
@@ -110,16 +110,12 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
 class WGANGP:
     """A generator and its critic, trained with the WGAN-GP objective; images in [0, 1] outside, [-1, 1] inside.
 
-    Implements `grlib.generators.Generator`. Unconditional by default (it cannot be asked for classes); with
-    `n_classes`, class-conditional (MeRGAN, Wu et al. 2018; `class_norm` adds per-class batch norms to its
-    generator), and with `alignment` = λ > 0 it adds MeRGAN's replay alignment to the generator's loss: λ E_{z, c
-    old} ‖G(z, c) − G_prev(z, c)‖², G_prev the generator as it was before this training (the one samples came from),
-    c the classes it had learned. A conditional critic is a projection critic unless `auxiliary` = β > 0, which
-    makes it the paper's AC-GAN (Odena et al. 2017): an unconditional score and a classifier C, with β CE(C(x), y)
-    added to the critic's loss on real images and β CE(C(G(z, y)), y) to the generator's. With `ema_decay` > 0,
-    samples come from an exponential moving average of the generator's weights (Yazıcı et al. 2019), updated after
-    each generator step; `critic_lr` gives the critic a learning rate of its own (two time-scales, Heusel et al.
-    2017)."""
+    Implements `grlib.generators.Generator`. Unconditional by default; with `n_classes`, class-conditional (MeRGAN,
+    Wu et al. 2018; `class_norm` adds per-class batch norms), with a projection critic, or with `auxiliary` = β > 0
+    the paper's AC-GAN critic (β CE added to both losses). `alignment` = λ > 0 adds MeRGAN's replay alignment,
+    λ E‖G(z, c) − G_prev(z, c)‖² over old classes c. `ema_decay` > 0 samples from a moving average of the
+    generator's weights (Yazıcı et al. 2019); `critic_lr` gives the critic a learning rate of its own (two
+    time-scales, Heusel et al. 2017)."""
 
     def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), z_dim: int = 64, width: int = 32,
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.9), critic_steps: int = 5,
@@ -128,6 +124,8 @@ class WGANGP:
                  class_norm: bool = False, ema_decay: float = 0.0, critic_lr: float | None = None):
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1) (0: no average); got {ema_decay}")
+        check_lr(lr, "WGANGP")
+        check_lr(lr if critic_lr is None else critic_lr, "WGANGP's critic")
         if (alignment or auxiliary or class_norm) and not n_classes:
             raise ValueError("replay alignment, the auxiliary classifier and class norms need class-conditional "
                              "samples: give n_classes")

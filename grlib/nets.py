@@ -72,7 +72,7 @@ def make_solver(name: str, image_shape: tuple[int, ...], n_classes: int, seed: i
 
 class RotationSolver(nn.Module):
     """A solver for PASS's self-supervised label augmentation: a feature extractor f and a linear head over
-    4 × n_classes outputs, one per (class, rotation by 0/90/180/270 degrees), output 4c + k for class c turned k
+    4·n_classes outputs, one per (class, rotation by 0/90/180/270 degrees), output 4c + k for class c turned k
     times. Called on images it returns the unrotated classes' logits (outputs 0, 4, 8, ...), as every solver does."""
 
     def __init__(self, features: nn.Module, feature_dim: int, n_classes: int):

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from . import data
 from .profiles import get_profile
+
+# Where relative paths are read from when not the working directory: a notebook's kernel runs in the notebook's
+# folder, and `python -m grlib run` checks the notebooks' parameters from elsewhere before starting them.
+base_folder: ContextVar[Path | None] = ContextVar("base_folder", default=None)
+
+# What the notebook's last `check` accepted: {"profile": name, "parameters": {name: value}}. `grlib.results` stores
+# it with the notebook's results, so a notebook reading them can tell which run made them.
+last: dict | None = None
 
 
 class ParameterError(ValueError):
@@ -64,7 +73,7 @@ def json_file(*keys: str, optional: bool = False) -> Rule:
         if not isinstance(v, str):
             return "the path of a JSON file, as a string"
         try:
-            content = json.loads(Path(v).read_text())
+            content = json.loads((base_folder.get() or Path()).joinpath(v).read_text())
         except (OSError, ValueError) as e:
             return f"a readable JSON file ({type(e).__name__}: {e})"
         missing = [k for k in keys if not isinstance(content, dict) or k not in content]
@@ -95,12 +104,14 @@ def datasets(count: int | None = None) -> Rule:
 
 
 def check(namespace: dict, **rules: Rule) -> None:
-    """Check the parameters named in `rules` (values from `namespace`, usually `globals()`), and the profile.
-    Raises ParameterError naming the first bad parameter."""
-    get_profile(namespace.get("profile"))  # an unknown profile is a ValueError that lists the profiles
+    """Check the parameters named in `rules` (values from `namespace`, usually `globals()`), and the profile, and
+    remember them (`last`) for the results. Raises ParameterError naming the first bad parameter."""
+    global last
+    profile = get_profile(namespace.get("profile")).name  # an unknown profile is a ValueError listing the profiles
     for name, rule in rules.items():
         if name not in namespace:
             raise ParameterError(f"the notebook has no parameter {name!r}")
         problem = rule.check(namespace[name])
         if problem is not None:
             raise ParameterError(f"parameter {name} = {namespace[name]!r}: it must be {problem}")
+    last = {"profile": profile, "parameters": {name: namespace[name] for name in rules}}

@@ -1,7 +1,7 @@
 """Progress bars that suit where the course runs: live bars for someone watching, one finished line in a record.
 
 `python -m grlib run` sets GRLIB_PROGRESS=text for the notebooks it executes, so an executed notebook (and its HTML
-report) shows each bar as the line it ended on, instead of a widget frozen at 0%."""
+report) shows each bar as the line it ended on, instead of a widget frozen before its end."""
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import shutil
 from pathlib import Path
 
@@ -15,12 +16,25 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def copy_mathjax(report: Path) -> str:
-    """Copy the MathJax that jupyter-server-mathjax ships beside the report (once); returns the pages' MathJax URL."""
+    """Copy the MathJax that jupyter-server-mathjax ships beside the report (once); returns the pages' MathJax URL.
+    The copy is made file by file into a folder of this process's own, renamed when whole: a full disk stops it at
+    the first file with an OSError naming the copy, and leaves no half copy that a later run would take for whole."""
     import jupyter_server_mathjax
 
     target = report / "mathjax"
     if not (target / "MathJax.js").exists():
-        shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", target, dirs_exist_ok=True)
+        source = Path(jupyter_server_mathjax.__file__).parent / "static"
+        partial = report / f".mathjax-{os.getpid()}"
+        try:
+            for file in (f for f in source.rglob("*") if f.is_file()):
+                (partial / file.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, partial / file.relative_to(source))
+            shutil.rmtree(target, ignore_errors=True)  # a half copy that an earlier version left
+            partial.rename(target)
+        except OSError as e:  # shutil names the file it read; what failed is the copy, in the report's folder
+            raise OSError(e.errno, e.strerror, str(target)) from None
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
     return "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 
 

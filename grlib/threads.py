@@ -1,12 +1,11 @@
 """Torch threads shared fairly between the grlib processes training on one machine (docs/teaching.md, "A class on
 one server").
 
-Torch gives every process one thread per core. When several processes train at once (a class on one server,
-several runs side by side) their threads spin on the same cores, and each run waits far longer than it would in a
-queue. So every process that imports grlib says so in a folder under the system's temporary directory, and when
-it starts and every few seconds while a training loop runs (`grlib.progress.bar`) it takes its share of the cores:
-the cores divided by the processes that trained in the last two minutes, at least one. Alone, a process keeps
-every core. Setting `OMP_NUM_THREADS` (or `GRLIB_THREADS`) fixes the number of threads instead."""
+Torch gives every process one thread per core, so several processes training at once spin on the same cores and
+each waits far longer than in a queue. A grlib process says so in a folder under the system's temporary
+directory and, while its loop runs (`grlib.progress.bar`), takes its share of the cores: the cores divided by the
+processes that trained in the last two minutes, at least one. `OMP_NUM_THREADS` (or `GRLIB_THREADS`) fixes the
+number instead."""
 from __future__ import annotations
 
 import atexit

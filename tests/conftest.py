@@ -1,9 +1,13 @@
 """Shared fixtures: small datasets in torchvision's on-disk formats, written by the tests themselves."""
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import pickle
 import struct
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +70,43 @@ def _known_checksums(monkeypatch):
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """Every process as pid -> (parent pid, state), from ps (Linux and macOS alike)."""
+    table = subprocess.run(["ps", "-A", "-o", "pid=,ppid=,stat="], capture_output=True, text=True).stdout
+    return {int(pid): (int(ppid), stat) for pid, ppid, stat in (line.split()[:3] for line in table.splitlines())}
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes `pid` started, directly or through others (papermill, its kernel)."""
+    table, found, todo = processes(), set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for child in [c for c, (p, _) in table.items() if p == parent and c not in found]:
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def running(pids: set[int]) -> set[int]:
+    """Those of `pids` still running (a zombie has ended)."""
+    return {pid for pid, (_, stat) in processes().items() if pid in pids and not stat.startswith("Z")}
+
+
+@pytest.fixture
+def unwritable(monkeypatch):
+    """`unwritable(folder)`: from now on this process cannot create files in `folder`, as in another user's folder
+    or a read-only one (the tests may run as root, whom permissions do not stop)."""
+    folders: set[Path] = set()
+
+    def refuse(real):
+        def guarded(*args, **kw):
+            if kw.get("dir") is not None and Path(kw["dir"]).resolve() in folders:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(kw["dir"]))
+            return real(*args, **kw)
+        return guarded
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse(tempfile.mkstemp))
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse(tempfile.TemporaryFile))
+    return lambda folder: folders.add(Path(folder).resolve())

@@ -64,7 +64,7 @@ def requested_urls(driver) -> list[str]:
 def test_the_report_typesets_math_offline_and_every_image_loads(course_build, browser):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    page = course_build / "report" / "05_ddpm.html"
+    page = course_build / "report" / "06_ddpm.html"
     browser.get_log("performance")  # start from an empty log
     browser.get(page.as_uri())
     WebDriverWait(browser, 60).until(lambda d: d.execute_script(
@@ -81,7 +81,7 @@ def test_the_report_typesets_math_offline_and_every_image_loads(course_build, br
 
     browser.get((course_build / "report" / "index.html").as_uri())
     links = browser.execute_script("return Array.from(document.links).map(a => a.getAttribute('href'))")
-    assert {f"{n}.html" for n in ("00_setup_and_the_problem", "08_results")} <= set(links)
+    assert {f"{n}.html" for n in ("00_setup_and_the_problem", "09_results")} <= set(links)
     assert browser.execute_script("return document.images.length > 0 && document.images[0].naturalWidth > 0")
 
 
@@ -97,7 +97,7 @@ def jupyterlab(course_build, tmp_path_factory):
     from grlib.course import NOTEBOOK_DIR
 
     folder = tmp_path_factory.mktemp("lab")
-    shutil.copy(NOTEBOOK_DIR / "08_results.ipynb", folder)
+    shutil.copy(NOTEBOOK_DIR / "09_results.ipynb", folder)
     port = free_port()
     env = {**os.environ, "GRLIB_BUILD": str(course_build), "GRLIB_PROFILE": "smoke"}
     env.pop("GRLIB_INTERACTIVE", None)
@@ -117,7 +117,7 @@ def jupyterlab(course_build, tmp_path_factory):
     server.wait(timeout=30)
 
 
-def test_notebook_08_runs_in_jupyterlab_and_the_slider_changes_the_image(jupyterlab, browser):
+def test_notebook_09_runs_in_jupyterlab_and_the_slider_changes_the_image(jupyterlab, browser):
     from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -140,7 +140,7 @@ def test_notebook_08_runs_in_jupyterlab_and_the_slider_changes_the_image(jupyter
     def slider():
         return browser.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle, .widget-slider input")
 
-    browser.get(f"{jupyterlab}/lab/tree/08_results.ipynb")
+    browser.get(f"{jupyterlab}/lab/tree/09_results.ipynb")
     wait_for("the notebook's cells", lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell"))
     wait_for("an idle kernel", lambda d: "Idle" in d.find_element(By.CSS_SELECTOR, ".jp-Notebook").get_attribute(
         "class") or d.find_elements(By.XPATH, "//*[contains(@title, 'Kernel Idle') or contains(text(), 'Idle')]"))

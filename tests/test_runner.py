@@ -1,16 +1,21 @@
 """`python -m grlib run`: papermill over the notebooks, a summary, and a clear stop on failure."""
 from __future__ import annotations
 
+import functools
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from grlib import course
+import grlib.__main__ as cli
+from conftest import descendants, running
+from grlib import course, sweep
 
 
 def write_notebook(path: Path, *sources: str, parameters: str = "profile = None", **grlib_metadata) -> None:
@@ -210,6 +215,7 @@ def test_run_smoke_course_notebook_00(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads((out / "results" / "00_setup_and_the_problem.json").read_text())
     assert results["details"]["profile"] == "smoke"
+    assert results["profile"] == "smoke" and results["parameters"] == {"seed": 0}  # what made them, recorded
     executed = nbformat.read(out / "notebooks" / "00_setup_and_the_problem.ipynb", as_version=4)
     assert any(o.get("output_type") == "display_data" for c in executed.cells for o in c.get("outputs", []))
     summary = (out / "summary.md").read_text()
@@ -218,3 +224,89 @@ def test_run_smoke_course_notebook_00(tmp_path):
     assert 'href="00_setup_and_the_problem.html"' in index and "task1_after_task2_class_IL" in index
     page = (out / "report" / "00_setup_and_the_problem.html").read_text()
     assert page.count("data:image/png;base64") >= 3  # the figures travel inside the page
+
+
+CHECKED = ("from grlib import params\n"
+           "params.check(globals(), seed=params.integer(min=0), scale=params.number(min=0, max=100))")
+
+
+@pytest.fixture
+def toy_course(tmp_path, monkeypatch):
+    """`python -m grlib` (its `main`, in this process) over a course of one notebook, tmp_path/course/notebooks/
+    00_toy, which checks its parameters as the course's do; the working directory is the course's root."""
+    root = tmp_path / "course"
+    (root / "notebooks").mkdir(parents=True)
+    write_notebook(root / "notebooks" / "00_toy.ipynb", CHECKED, "from grlib.results import save_results\n"
+                   "save_results('00_toy', {'a': 1.0})", parameters="profile = None\nseed = 0\nscale = 3.0")
+    for name, function in (("run_course", course.run_course), ("write_student_copy", course.write_student_copy),
+                           ("run_sweep", sweep.run_sweep)):
+        monkeypatch.setattr(cli, name, functools.partial(function, folder=root / "notebooks"))
+    monkeypatch.setattr(cli, "stop_on_signals", lambda: None, raising=False)  # this test process keeps its own
+    monkeypatch.chdir(root)
+    return root / "notebooks"
+
+
+@pytest.mark.parametrize("argv", [["run", "--out", ""], ["run", "--out", "."], ["run", "--out", "notebooks"],
+                                  ["run", "--out", "notebooks/sub"], ["sweep", "00", "-p", "seed", "0", "--out", "."],
+                                  ["student", "--out", "notebooks"], ["student", "--out", "."]],
+                         ids=" ".join)
+def test_an_out_folder_that_could_write_over_the_notebooks_is_refused(toy_course, argv, capsys):
+    before = {p.name: p.read_bytes() for p in toy_course.iterdir()}
+    assert cli.main(argv + ([] if argv[0] == "student" else ["--profile", "smoke"])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("--out is empty" in err or "would write over the course's own notebooks" in err)
+    assert {p.name: p.read_bytes() for p in toy_course.iterdir()} == before
+
+
+def test_the_course_s_own_root_and_notebooks_are_never_a_build_folder():
+    for out in (course.REPO_ROOT, course.NOTEBOOK_DIR, course.NOTEBOOK_DIR / "build"):
+        with pytest.raises(ValueError, match="would write over the course's own notebooks"):
+            course.outside_sources(out)
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["run", "-p", "profile", "quick"], "the profile is chosen with --profile (e.g. --profile quick), not with -p"),
+    (["sweep", "00", "-p", "profile", "smoke", "quick"], "the profile is chosen with --profile"),
+    (["run", "-p", "seed", "0", "-p", "seed", "1"], "-p seed given more than once"),
+    (["sweep", "00", "-p", "seed", "0", "-p", "seed", "1"], "-p seed given more than once"),
+    (["sweep", "00", "-p", "seed", "0", "0"], "-p seed gives 0 more than once; give each value once"),
+    (["run", "-p", "seed", "-1"], "00_toy: parameter seed = -1: it must be a whole number in [0, ∞]"),
+    (["run", "-p", "scale", "1e300"], "00_toy: parameter scale = 1e+300: it must be a number ≥ 0 and ≤ 100"),
+    (["sweep", "00", "-p", "scale", "1", "1e300"], "parameter scale = 1e+300"),
+])
+def test_bad_parameters_are_one_line_and_exit_2_before_any_kernel_starts(toy_course, tmp_path, argv, said, capsys):
+    out = tmp_path / "build"
+    assert cli.main(argv + ["--profile", "smoke", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err, err
+    assert not (out / "notebooks").exists() and not (out / "sweeps").exists()  # nothing ran
+
+
+def test_the_course_notebooks_own_range_checks_run_before_any_kernel_starts():
+    with pytest.raises(ValueError, match="00_setup_and_the_problem: parameter seed = -1: it must be a whole number"):
+        course.check_parameters(course.select_notebooks(["00"]), {"seed": -1})
+    with pytest.raises(ValueError, match="02_experience_replay: parameter buffer_size = 5"):
+        course.check_parameters(course.select_notebooks(["02"]), {"buffer_size": 5})
+
+
+def test_sigterm_stops_a_run_and_its_kernel_as_ctrl_c_does(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_slow.ipynb", "import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(120)")
+    script = (f"import functools, sys; from pathlib import Path; import grlib.__main__ as cli; "
+              f"from grlib import course; cli.run_course = functools.partial(course.run_course, folder=Path({str(folder)!r})); "
+              f"sys.exit(cli.main(['run', '--profile', 'smoke', '--jobs', '1', '--out', {str(tmp_path / 'build')!r}]))")
+    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (folder / "started").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    children = descendants(run.pid)
+    assert children, "the run started no kernel"
+    run.send_signal(signal.SIGTERM)  # to the runner alone, as a scheduler or `kill` sends it
+    stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130 and "interrupted; 0 notebook(s) finished" in stdout, stdout + stderr
+    assert "| 00_slow | interrupted |" in (tmp_path / "build" / "summary.md").read_text()
+    deadline = time.time() + 10
+    while running(children) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not running(children)

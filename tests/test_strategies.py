@@ -22,19 +22,24 @@ def test_er_remembers_what_finetuning_forgets():
         assert len(buffer) == 20
 
 
-def test_er_loss_weights_new_by_one_over_t():
+@pytest.mark.parametrize("weight, w", [("1/t", 1 / 3), ("equal", 1 / 2), (0.9, 0.9)])
+def test_er_loss_weights_the_new_task_by_w(weight, w):
     stream = synthetic_stream()
-    er = strategies.ER(small_solver(), ReservoirBuffer(8), new_task_weight="1/t", **KW)
+    er = strategies.ER(small_solver(), ReservoirBuffer(8), new_task_weight=weight, **KW)
     er.buffer.add(stream[0].train_x, stream[0].train_y, torch.Generator().manual_seed(0))
     x, y = stream[1].train_x[:4].float() / 255, stream[1].train_y[:4]
     er.rng = torch.Generator().manual_seed(5)
-    loss = er.loss(x, y, stream, t=2)  # the third task: w = 1/3
+    loss = er.loss(x, y, stream, t=2)  # the third task
     x_old, y_old = er.buffer.sample(er.batch_size, torch.Generator().manual_seed(5))
     logits = er.solver(torch.cat([x, x_old.float() / 255]))
-    expected = F.cross_entropy(logits[:4], y) / 3 + F.cross_entropy(logits[4:], y_old) * 2 / 3
+    expected = F.cross_entropy(logits[:4], y) * w + F.cross_entropy(logits[4:], y_old) * (1 - w)
     assert torch.allclose(loss, expected)
-    with pytest.raises(ValueError, match="'equal' or '1/t'"):
-        strategies.ER(small_solver(), ReservoirBuffer(8), new_task_weight="more")
+
+
+@pytest.mark.parametrize("weight", ["more", 1.5, 0.0])
+def test_er_refuses_a_weight_that_is_not_one(weight):
+    with pytest.raises(ValueError, match="'equal', '1/t' or a number between 0 and 1"):
+        strategies.ER(small_solver(), ReservoirBuffer(8), new_task_weight=weight)
 
 
 def test_fisher_diagonal_matches_per_sample_gradients():

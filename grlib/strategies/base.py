@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ..checkpoints import fingerprint
 from ..continual import scenario_logits
 from ..data import TaskStream, batch_indices, to_float
-from ..guards import check_loss
+from ..guards import check_loss, check_lr
 from ..progress import bar
 from ..rng import seeded
 
@@ -59,11 +59,14 @@ class Strategy:
         if self.iters < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"iters and batch_size must be positive and lr > 0; "
                              f"got {self.iters}, {self.batch_size}, {self.lr}")
+        check_lr(self.lr, type(self).__name__)
         self.device = next(self.solver.parameters()).device
         self.rng = torch.Generator(device=self.device).manual_seed(self.seed)  # reseeded per task in `learn`
         self.progress = True
-        # computed now, from the initial state: training changes the weights, not the experiment
-        self._settings = {"method": self.name, **{f.name: key_of(getattr(self, f.name)) for f in fields(self)}}
+        # computed now, from the initial state: training changes the weights, not the experiment. The class, not only
+        # the name, since a subclass that keeps the name (a learner's variant) trains differently
+        self._settings = {"method": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
+                          **{f.name: key_of(getattr(self, f.name)) for f in fields(self)}}
 
     def settings(self) -> dict:
         """Every hyperparameter (field) of the strategy: the cache key of `grlib.continual.run`."""
@@ -94,6 +97,7 @@ class Strategy:
             x_all, y_all = self.training_data(stream, t)
             optimizer = torch.optim.Adam(self.solver.parameters(), lr=self.lr)
             desc = f"{self.name} task {t + 1}/{len(stream)}"
+            hint = f"lower the learning rate (now {self.lr:g}) or a penalty's strength"
             losses = []
             for step in bar(range(self.iters), desc=desc, disable=not progress):
                 if monitor is not None:
@@ -101,13 +105,25 @@ class Strategy:
                 idx = batch_indices(len(y_all), self.batch_size, self.rng, self.device)
                 loss = self.loss(to_float(x_all[idx]), y_all[idx], stream, t)
                 losses.append(loss.item())
-                check_loss(losses[-1], desc, step, f"lower the learning rate (now {self.lr:g}) or a penalty's strength")
+                check_loss(losses[-1], desc, step, hint)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 self.after_step()
+            check_loss(self.last_loss(x_all[idx], y_all[idx], stream), desc, self.iters, hint)
             self.after_task(stream, t)
         return losses
+
+    @torch.no_grad()
+    def last_loss(self, x: Tensor, y: Tensor, stream: TaskStream) -> float:
+        """The solver's cross-entropy on a batch after the last step: each loss is checked before its step, so what
+        the last step did is checked here, before anything uses or caches its weights. In eval mode, so that it
+        changes nothing (batch-norm statistics) and draws nothing (dropout)."""
+        was_training = self.solver.training
+        self.solver.eval()
+        loss = F.cross_entropy(scenario_logits(self.solver(to_float(x)), y, stream), y).item()
+        self.solver.train(was_training)
+        return loss
 
     def state_dict(self) -> dict:
         return {"solver": self.solver.state_dict()}

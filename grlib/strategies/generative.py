@@ -44,23 +44,14 @@ def balanced_indices(labels: Tensor, classes: tuple[int, ...], n: int, generator
 
 @dataclass(eq=False, repr=False)
 class GenerativeReplay(Replay):
-    """The scholar of DGR: a solver plus a generator (`grlib.generators.Generator`) that learns the data of every
-    task seen so far.
+    """The scholar of DGR: a solver plus a generator (`grlib.generators.Generator`) of every task seen so far.
 
-    Before task t, the previous scholar (today's models, before they learn task t) draws a replay pool: images
-    from the generator with their labels (`replay_pool`), read by the old solver over the classes it knows. Then,
-    as in Shin et al. (2017),
-    * the solver learns L = r·L_CE(new) + (1 − r)·L_replay with r = 1/t (the `Replay` loss), where L_replay is the
-      cross-entropy with the pool's labels or, with `soft_labels`, distillation of the old solver's outputs, and
-    * the generator learns from real task-t data mixed with the pool, a fraction 1/t real,
-    so each class keeps an equal share of both. On the stream's last task the generator is not trained: nothing
-    comes after it to replay for (the solver, and so every accuracy, is the same either way). Subclasses say how
-    the pool is drawn (`replay_pool`, `draw`).
-
-    `match_levels`: the replay's grey levels are matched to those of the real training images seen (histogram
-    matching, `match_histogram`). A generator that leaves a faint haze where real backgrounds are exactly black hands
-    the solver a shortcut ("hazy means old class", notebook 06); matching removes it without assuming any
-    particular background."""
+    Before task t the previous scholar draws a replay pool (`replay_pool`): generated images labelled by the old
+    solver. As in Shin et al. (2017), the solver learns r·L_CE(new) + (1 − r)·L_replay (the `Replay` loss; with
+    `soft_labels`, L_replay distils the old solver) and the generator learns from task t's data mixed with the
+    pool, a fraction r real; the course sets r = 1/t. The last task's generator is not trained: nothing comes after
+    it. `match_levels` matches the replay's grey levels to the real images seen (`match_histogram`), removing a
+    generator's faint background haze, a shortcut for the solver."""
 
     name: ClassVar[str] = "generative-replay"
     generator: Generator
@@ -71,7 +62,7 @@ class GenerativeReplay(Replay):
     soft_labels: bool = False
     temperature: float = 2.0
     match_levels: bool = False
-    new_task_weight: str = "1/t"
+    new_task_weight: str | float = "1/t"
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -17,14 +17,12 @@ from .regularization import copy_weights, fisher_diagonal
 
 @dataclass(eq=False, repr=False)
 class IMM(Strategy):
-    """IMM: each task k trains its own network θ_k, started from θ_{k−1} (weight-transfer), held near it by
-    λ‖θ − θ_{k−1}‖² (L2-transfer) and, with `drop_transfer` = p > 0, trained through drop-transfer: each step uses
-    θ̂ = θ_{k−1} + m ⊙ (θ − θ_{k−1}) / (1 − p), m_i ~ Bernoulli(1 − p), dropout that falls back to the previous
-    task's weights. After every task the networks of tasks 1..t are merged into the one that is evaluated, each
-    with weight α_k = 1/t:
+    """IMM: each task k trains its own network θ_k, started from θ_{k−1} (weight-transfer) and held near it by
+    λ‖θ − θ_{k−1}‖² (L2-transfer); with `drop_transfer` = p > 0 each step uses θ̂ = θ_{k−1} + m ⊙ (θ − θ_{k−1}) /
+    (1 − p), m_i ~ Bernoulli(1 − p). After every task the networks 1..t are merged, each with weight α_k = 1/t:
     * mean-IMM: θ* = Σ_k α_k θ_k;
-    * mode-IMM: θ*_i = Σ_k α_k F_{k,i} θ_{k,i} / Σ_k α_k F_{k,i}, with F_k the diagonal Fisher information of θ_k
-      (a Laplace approximation of each task's posterior; the merge is the mode of their product)."""
+    * mode-IMM: θ*_i = Σ_k α_k F_{k,i} θ_{k,i} / Σ_k α_k F_{k,i}, F_k the diagonal Fisher information of θ_k
+      (the mode of the product of the tasks' Laplace approximations)."""
 
     name: ClassVar[str] = "imm"
     _: KW_ONLY

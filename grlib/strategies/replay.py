@@ -26,19 +26,20 @@ def distillation(logits: Tensor, teacher_logits: Tensor, temperature: float) -> 
 @dataclass(eq=False, repr=False)
 class Replay(Strategy):
     """Every step adds a batch of old samples to the current batch and minimises L = w·L_new + (1 − w)·L_replay,
-    with w = 1/2 ("equal") or w = 1/t ("1/t": the new task counts as one of the t tasks seen). Both halves see the
-    scenario's outputs (in task-IL, each sample only its own task's classes).
+    with w = 1/2 ("equal"), w = 1/t ("1/t": the new task counts as one of the t tasks seen) or a fixed number in
+    (0, 1). Both halves see the scenario's outputs (in task-IL, each sample only its own task's classes).
 
     Subclasses say what is replayed (`replay_batch`) and may change how it is fitted (`replay_loss`)."""
 
     name: ClassVar[str] = "replay"
     _: KW_ONLY
-    new_task_weight: str = "equal"
+    new_task_weight: str | float = "equal"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.new_task_weight not in ("equal", "1/t"):
-            raise ValueError(f"new_task_weight must be 'equal' or '1/t', got {self.new_task_weight!r}")
+        w = self.new_task_weight
+        if w not in ("equal", "1/t") and not (isinstance(w, float) and 0 < w < 1):
+            raise ValueError(f"new_task_weight must be 'equal', '1/t' or a number between 0 and 1, got {w!r}")
 
     def replay_batch(self, n: int) -> tuple[Tensor, Tensor, Tensor | None] | None:
         """n replayed images in [0, 1], their labels and the old solver's logits on them (None where a method does
@@ -58,7 +59,7 @@ class Replay(Strategy):
         new_loss = F.cross_entropy(logits[: len(y)], y)
         teacher = None if teacher is None else scenario_logits(teacher, y_old, stream)
         replay_loss = self.replay_loss(logits[len(y):], y_old, teacher)
-        w = 1 / (t + 1) if self.new_task_weight == "1/t" else 0.5
+        w = {"1/t": 1 / (t + 1), "equal": 0.5}.get(self.new_task_weight, self.new_task_weight)
         return w * new_loss + (1 - w) * replay_loss  # L = w·L_new + (1 − w)·L_replay
 
 
