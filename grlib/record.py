@@ -136,8 +136,9 @@ def course_time() -> str:
     course = [r for r in runs if r["value"].startswith("the quick course")][-1]
     tests = [r for r in runs if r["value"] == "the tests (CI)"][-1]
     how = course["value"].removeprefix("the quick course, ")
-    return (f"On a 2-core CPU without a GPU, `python -m grlib run` took about {round(course['seconds'] / 60)} minutes "
-            f"(the quick profile, a fresh clone, {how}) and the tests about {round(tests['seconds'] / 60)}.\n")
+    command = "python -m grlib run" + (" --jobs 1" if how.startswith("one") else "")
+    return (f"On a 2-core CPU without a GPU, `{command}` took about {round(course['seconds'] / 60)} minutes (the quick "
+            f"profile, a fresh clone, {how}) and the tests about {round(tests['seconds'] / 60)}.\n")
 
 
 def notebook_stem(number: str) -> str:
