@@ -9,7 +9,6 @@ import multiprocessing
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 
 from . import continual, data, nets, recipes, threads
 from .profiles import get_profile
+from .record import mean_std
 from .strategies import Joint, Strategy
 from .course import prepare_out
 
@@ -83,11 +83,6 @@ def run_in_worker(method: str, profile: str, seed: int, out_dir: Path, validatio
     if worker.exitcode != 0:
         raise RuntimeError(f"the {method} run with seed {seed} failed (exit code {worker.exitcode}); see above")
     return queue.get()
-
-
-def mean_std(values: list[float]) -> str:
-    """"mean ± std" over seeds, one decimal (the value alone for one seed)."""
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
 
 
 def bench_table(rows: list[dict], methods: list[str]) -> str:

@@ -10,9 +10,10 @@ import statistics
 from typing import Any, Callable, Sequence
 
 from . import recipes
-from .bench import mean_std, provenance, run_in_worker
+from .bench import provenance, run_in_worker
 from .course import prepare_out
 from .profiles import get_profile
+from .record import mean_std
 
 VALIDATION = 0.1  # the held-out fraction of each task's training data that settings are chosen on
 STREAMS = ("split", "permuted")
