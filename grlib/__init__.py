@@ -1,20 +1,9 @@
-"""grlib: the thin library behind the generative-replay course (see the notebooks for the story).
+"""grlib: the thin library behind the generative-replay course, in four layers, each importing only from those
+listed below it:
 
-Threads: processes training at once on one machine share its cores (`grlib.threads`); `GRLIB_THREADS=N` fixes
-torch's threads for every process grlib starts instead (notebook kernels, benchmark workers). See
-docs/teaching.md, "A class on one server"."""
-import os
+    grlib.course      the course's tooling: the notebook runner, sweeps, benchmarks, the record, reports, widgets
+    grlib.continual   continual learning: data streams, buffers, the loop, metrics, strategies, recipes, tuned settings
+    grlib.models      the networks and generators: solvers, UNet, WGAN-GP, DDPM, samplers, guidance, EMA
+    grlib.core        what all of them use: where files live, seeds, guards, progress bars, the checkpoint cache
 
-if os.environ.get("GRLIB_THREADS"):
-    os.environ["OMP_NUM_THREADS"] = os.environ["GRLIB_THREADS"]  # before torch starts its thread pool
-
-from . import threads  # noqa: E402
-
-threads.mark()  # counted from the first import, before torch loads: processes started together see each other
-
-from . import checkpoints, continual, data, metrics, nets, plots, profiles, results, strategies  # noqa: E402
-
-threads.share()
-
-__all__ = ["checkpoints", "continual", "data", "metrics", "nets", "plots", "profiles", "results", "strategies",
-           "threads"]
+Importing grlib changes nothing in the process; `grlib.core.threads.start()` begins sharing the cores."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tarfile
 import tempfile
@@ -19,8 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # grlib from th
 
 import torch  # noqa: E402
 
-from grlib import continual, data, nets, recipes  # noqa: E402
-from grlib.profiles import get_profile  # noqa: E402
+from grlib import continual  # noqa: E402
+from grlib.models import nets  # noqa: E402
+from grlib.continual import data, recipes  # noqa: E402
+from grlib.continual.profiles import get_profile  # noqa: E402
 
 
 def peak_memory_mb() -> float:
@@ -39,13 +40,13 @@ def replay_speed(strategy, n: int = 2000) -> float:
     return len(y) / (time.perf_counter() - start)
 
 
-def table1_chain(P, device) -> list[float]:
+def table1_chain(P, device, root: Path | None, folder: Path) -> list[float]:
     """Solver 1 learns real MNIST; solvers 2-5 learn only from the WGAN-GP's samples labelled by the previous
     solver (hard labels, as in the paper); each is tested on the real MNIST test set (notebook 04, part b)."""
-    mnist = data.split_stream("mnist", groups=[list(range(10))], device=device)
-    wgan, _ = recipes.mnist_wgan(P, 0, device=device, progress=False)
+    mnist = data.split_stream("mnist", groups=[list(range(10))], root=root, device=device)
+    wgan, _ = recipes.mnist_wgan(P, 0, device=device, progress=False, root=root, folder=folder)
     first = recipes.build("finetune", P, mnist, 0, iters=P.chain_iters)
-    accuracy, teacher = [continual.run(first, mnist, progress=False).R[0][0]], first.solver
+    accuracy, teacher = [continual.run(first, mnist, progress=False, folder=folder).R[0][0]], first.solver
     for k in range(2, 6):
         torch.manual_seed(k)
         images = wgan.sample(P.chain_pool)
@@ -74,29 +75,28 @@ def main() -> int:
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    root, folder = None, out / "checkpoints"
     if args.data:
         root = Path(tempfile.mkdtemp(prefix="grlib-data-"))
         with tarfile.open(args.data) as archive:
             archive.extractall(root, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-        os.environ["GRLIB_DATA"] = str(root)
-    os.environ["GRLIB_BUILD"] = str(out)
     P, device = get_profile(args.profile), nets.pick_device()
     report = {"profile": P.name, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else str(device),
               "torch": torch.__version__}
-    split = data.split_stream("mnist", device=device)
+    split = data.split_stream("mnist", root=root, device=device)
     for method in [m for m in ("dgr", "ddgr") if m in args.parts]:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         strategy = recipes.build(method, P, split, 0)
         start = time.perf_counter()
-        result = continual.run(strategy, split, progress=False)
+        result = continual.run(strategy, split, progress=False, folder=folder)
         report[method] = {"A_T": result.A_T, "F_T": result.F_T, "seconds_per_task": result.seconds,
                           "wall_seconds": time.perf_counter() - start, "replay_images_per_s": replay_speed(strategy),
                           "peak_gpu_MB": peak_memory_mb()}
         print(f"{method}: A_T {result.A_T:.2f}, F_T {result.F_T:.2f}, {sum(result.seconds):.0f} s", flush=True)
     if "chain" in args.parts:
         start = time.perf_counter()
-        report["chain"] = {"accuracy": table1_chain(P, device), "seconds": time.perf_counter() - start,
+        report["chain"] = {"accuracy": table1_chain(P, device, root, folder), "seconds": time.perf_counter() - start,
                            "paper": [98.81, 98.64, 98.58, 98.53, 98.56]}
         print("chain: " + " / ".join(f"{a:.2f}" for a in report["chain"]["accuracy"]), flush=True)
     (out / "gpu_check.json").write_text(json.dumps(report, indent=1))

@@ -1,57 +1,23 @@
-"""Shared fixtures: small datasets in torchvision's on-disk formats, written by the tests themselves."""
+"""Shared fixtures: small datasets in torchvision's on-disk formats, a folder for small notebooks, and every test's
+own build folder, checksums and seed (the helpers they use are in helpers.py)."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
-import pickle
-import struct
-import subprocess
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
-import numpy as np
 import pytest
 import torch
 
-from grlib import data, threads
-
-threads.leave()  # the test process does not count among those training: the notebooks nbval runs keep every core
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write an IDX file (the MNIST format): magic (0, 0, dtype 0x08 = uint8, ndim), big-endian sizes, data; its
-    checksum is registered as the known one for the current test (see `_known_checksums`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-    data.KNOWN_MD5[f"{path.parent.parent.name}/raw/{path.name}"] = hashlib.md5(path.read_bytes()).hexdigest()
-
-
-def write_mnist_like(root: Path, folder: str, n_train: int = 60, n_test: int = 20, seed: int = 0) -> dict:
-    """A tiny MNIST-format dataset where image i is filled with (label * 20 + i % 7); returns the arrays."""
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        labels = np.arange(n) % 10
-        rng.shuffle(labels)
-        images = (labels[:, None, None] * 20 + (np.arange(n) % 7)[:, None, None]) * np.ones((1, 28, 28))
-        write_idx(root / folder / "raw" / f"{split}-images-idx3-ubyte", images)
-        write_idx(root / folder / "raw" / f"{split}-labels-idx1-ubyte", labels)
-        arrays[split] = (images.astype(np.uint8), labels)
-    return arrays
+from grlib.continual import datasets
+from helpers import write_mnist_like
 
 
 @pytest.fixture
 def tiny_mnist(tmp_path: Path) -> tuple[Path, dict]:
     return tmp_path, write_mnist_like(tmp_path, "MNIST")
-
-
-def pickle_file(path: Path, obj) -> str:
-    """Pickle `obj` to `path`; returns the file's MD5 (torchvision checks it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(obj))
-    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(autouse=True)
@@ -61,37 +27,19 @@ def _isolated_build(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _known_checksums(monkeypatch):
+def _known_checksums() -> Iterator[None]:
     """The tests write small datasets in MNIST's format; each test's checksums are known for that test only, so real
-    MNIST is checked against the published ones everywhere else."""
-    monkeypatch.setattr(data, "KNOWN_MD5", dict(data.KNOWN_MD5))
+    MNIST is checked against the published ones everywhere else. The one dict is restored in place, not replaced:
+    `grlib.continual.data` re-exports it, and both names must stay the same dict."""
+    published = dict(datasets.KNOWN_MD5)
+    yield
+    datasets.KNOWN_MD5.clear()
+    datasets.KNOWN_MD5.update(published)
 
 
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
-
-
-def processes() -> dict[int, tuple[int, str]]:
-    """Every process as pid -> (parent pid, state), from ps (Linux and macOS alike)."""
-    table = subprocess.run(["ps", "-A", "-o", "pid=,ppid=,stat="], capture_output=True, text=True).stdout
-    return {int(pid): (int(ppid), stat) for pid, ppid, stat in (line.split()[:3] for line in table.splitlines())}
-
-
-def descendants(pid: int) -> set[int]:
-    """The processes `pid` started, directly or through others (papermill, its kernel)."""
-    table, found, todo = processes(), set(), [pid]
-    while todo:
-        parent = todo.pop()
-        for child in [c for c, (p, _) in table.items() if p == parent and c not in found]:
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def running(pids: set[int]) -> set[int]:
-    """Those of `pids` still running (a zombie has ended)."""
-    return {pid for pid, (_, stat) in processes().items() if pid in pids and not stat.startswith("Z")}
 
 
 @pytest.fixture
@@ -110,3 +58,10 @@ def unwritable(monkeypatch):
     monkeypatch.setattr(tempfile, "mkstemp", refuse(tempfile.mkstemp))
     monkeypatch.setattr(tempfile, "TemporaryFile", refuse(tempfile.TemporaryFile))
     return lambda folder: folders.add(Path(folder).resolve())
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """An empty tmp_path/notebooks, for a test's own small course (see `write_notebook`)."""
+    (tmp_path / "notebooks").mkdir()
+    return tmp_path / "notebooks"

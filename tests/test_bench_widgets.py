@@ -10,7 +10,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from grlib import bench, tune, widgets  # noqa: E402
+from grlib.course import bench, tune, widgets  # noqa: E402
 
 
 def test_bench_writes_mean_and_std_per_method(tmp_path):

@@ -94,13 +94,12 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def jupyterlab(course_build, tmp_path_factory):
     """JupyterLab on a copy of the notebooks, with the smoke build's results and checkpoints."""
-    from grlib.course import NOTEBOOK_DIR
+    from grlib.course.notebooks import NOTEBOOK_DIR
 
     folder = tmp_path_factory.mktemp("lab")
     shutil.copy(NOTEBOOK_DIR / "09_results.ipynb", folder)
     port = free_port()
     env = {**os.environ, "GRLIB_BUILD": str(course_build), "GRLIB_PROFILE": "smoke"}
-    env.pop("GRLIB_INTERACTIVE", None)
     server = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
                                "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
                                f"--ServerApp.root_dir={folder}", "--LabApp.news_url=", "--allow-root"],

@@ -5,31 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from grlib import checkpoints, continual, data, nets
-from grlib.strategies import Finetune, Joint
-
-
-def synthetic_stream(scenario: str = "class", n_per_class: int = 40) -> data.TaskStream:
-    """Four classes on 1×4×4 images (class c lights up pixel c and pixel c + 8), split into tasks (0, 1) and (2, 3)."""
-    gen = torch.Generator().manual_seed(0)
-
-    def images(classes, n):
-        y = torch.tensor(classes).repeat_interleave(n)
-        x = torch.randint(0, 40, (len(y), 1, 4, 4), generator=gen, dtype=torch.uint8)
-        x.view(len(y), -1)[torch.arange(len(y)), y] = 255
-        x.view(len(y), -1)[torch.arange(len(y)), y + 8] = 255
-        return x, y
-
-    tasks = []
-    for classes in ((0, 1), (2, 3)):
-        (tx, ty), (vx, vy) = images(classes, n_per_class), images(classes, n_per_class // 2)
-        tasks.append(data.Task(str(classes), classes, tx, ty, vx, vy))
-    return data.TaskStream("synthetic", scenario, tasks, 4, {"stream": "synthetic", "scenario": scenario})
-
-
-def small_solver(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nets.MLP((1, 4, 4), hidden=(32,), n_classes=4)
+from grlib import continual
+from grlib.core import config
+from grlib.continual.strategies import Finetune, Joint
+from helpers import small_solver, synthetic_stream, untrainable
 
 
 def test_finetune_forgets_and_joint_does_not():
@@ -86,21 +65,10 @@ def test_runs_are_deterministic():
     assert a.R == b.R and a.losses == b.losses
 
 
-class Untrainable(Finetune):
-    def learn(self, stream, t, progress=True, monitor=None):
-        raise AssertionError("should have been loaded from the cache")
-
-
-def untrainable(strategy):
-    """`strategy`, its class and cache key unchanged, failing the test if it trains instead of loading."""
-    strategy.learn = Untrainable.learn.__get__(strategy)
-    return strategy
-
-
 def test_cache_reuses_checkpoints_and_retrains_corrupt_ones(tmp_path):
     stream = synthetic_stream()
     first = continual.run(Finetune(small_solver(), iters=30, batch_size=8), stream, progress=False)
-    files = sorted((checkpoints.build_dir() / "checkpoints").glob("finetune-synthetic-task*.pt"))
+    files = sorted((config.build_dir() / "checkpoints").glob("finetune-synthetic-task*.pt"))
     assert len(files) == 2
     trained = Finetune(small_solver(), iters=30, batch_size=8)
     continual.run(trained, stream, cache=False, progress=False)
@@ -120,7 +88,7 @@ def test_changed_settings_do_not_reuse_the_cache():
     stream = synthetic_stream()
     continual.run(Finetune(small_solver(), iters=10, batch_size=8), stream, progress=False)
     continual.run(Finetune(small_solver(), iters=10, batch_size=8, lr=5e-3), stream, progress=False)
-    assert len(list((checkpoints.build_dir() / "checkpoints").glob("*.pt"))) == 4
+    assert len(list((config.build_dir() / "checkpoints").glob("*.pt"))) == 4
 
 
 def test_bad_hyperparameters_fail_before_training():

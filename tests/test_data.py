@@ -6,13 +6,14 @@ import pytest
 import torch
 import torchvision
 
-from grlib import data
-from conftest import pickle_file, write_idx, write_mnist_like
+from grlib.core import config
+from grlib.continual import data
+from helpers import pickle_file, write_idx, write_mnist_like
 
 
 def test_root_precedence_argument_then_env_then_repo(tmp_path, monkeypatch):
     monkeypatch.delenv("GRLIB_DATA", raising=False)
-    assert data.data_root() == data.REPO_ROOT / "data"
+    assert data.data_root() == config.REPO_ROOT / "data"
     monkeypatch.setenv("GRLIB_DATA", str(tmp_path / "env"))
     assert data.data_root() == tmp_path / "env"
     assert data.data_root(tmp_path / "arg") == tmp_path / "arg"
@@ -208,8 +209,8 @@ def test_batch_indices_are_seeded_and_in_range():
 
 def test_without_root_or_env_a_shared_copy_beside_the_clone_is_found(tmp_path, monkeypatch):
     monkeypatch.delenv("GRLIB_DATA", raising=False)
-    monkeypatch.setattr(data, "REPO_ROOT", tmp_path / "repo")
-    monkeypatch.setattr(data, "SHARED_DATA", tmp_path / "shared" / "data")
+    monkeypatch.setattr(config, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setattr(config, "SHARED_DATA", tmp_path / "shared" / "data")
     assert data.find_root("mnist", True) == tmp_path / "repo" / "data"  # nowhere: the repo's data/ (download there)
     write_mnist_like(tmp_path / "shared" / "data", "MNIST")
     assert data.find_root("mnist", True) == tmp_path / "shared" / "data"
@@ -249,7 +250,7 @@ def test_a_shared_copy_reached_through_a_symbolic_link_is_checked_and_read(tmp_p
     arrays = write_mnist_like(tmp_path / "real" / "data", "MNIST")
     (tmp_path / "shared").symlink_to(tmp_path / "real", target_is_directory=True)
     monkeypatch.delenv("GRLIB_DATA", raising=False)
-    monkeypatch.setattr(data, "REPO_ROOT", tmp_path / "repo")
-    monkeypatch.setattr(data, "SHARED_DATA", tmp_path / "shared" / "data")
+    monkeypatch.setattr(config, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setattr(config, "SHARED_DATA", tmp_path / "shared" / "data")
     x, y = data.load("mnist", train=True, download=False)
     assert torch.equal(y, torch.as_tensor(arrays["train"][1]))

@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from grlib import diffusion, sampling
-from grlib.guards import TrainingDivergedError
-from grlib.unet import UNet
+from grlib.core.guards import TrainingDivergedError
+from grlib.models import diffusion, ema, guidance, samplers
+from grlib.models.unet import UNet
 
 
 def test_schedules():
@@ -65,8 +65,8 @@ def test_min_snr_weights_each_image_by_min_snr_gamma_as_an_error_in_x0(predictio
     snr = d.alpha_bar[t] / (1 - d.alpha_bar[t])
     assert snr.min() < 5 < snr.max()  # images on both sides of γ
     assert torch.allclose(loss, (snr.clamp(max=5) * ((x0_hat - x0) ** 2).mean((1, 2, 3))).mean(), rtol=1e-4)
-    assert d.settings["min_snr_gamma"] == 5.0  # part of the cache key; absent for the simple loss
-    assert "min_snr_gamma" not in diffusion.Diffusion(UNet(ch=8)).settings
+    assert d.settings["min_snr_gamma"] == 5.0  # part of the cache key; None for the simple loss
+    assert diffusion.Diffusion(UNet(ch=8)).settings["min_snr_gamma"] is None
     for bad in (0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="min_snr_gamma must be a positive number"):
             diffusion.Diffusion(UNet(ch=8), min_snr_gamma=bad)
@@ -114,24 +114,34 @@ def test_dpm_solver_is_second_order_and_its_first_order_step_is_ddim():
     # the probability-flow ODE keeps x_t / std(x_t) fixed: at step 0, x = x_T · std₀ / std_T
     std = lambda i: (d.alpha_bar[i] * 0.09 + 1 - d.alpha_bar[i]).sqrt()
     exact = x_T * std(0) / std(999)
-    lam = [sampling.log_snr(d, i).item() for i in range(1000)]
+    lam = [samplers.log_snr(d, i).item() for i in range(1000)]
     times = [min(range(1000), key=lambda i: abs(lam[i] - target)) for target in torch.linspace(lam[-1], lam[0], 10)]
     error = {}
-    for order in (1, 2):  # ten steps evenly spaced in λ, where the extrapolation is well posed
-        x, earlier = x_T, None
-        for i, i_prev in zip(times, times[1:]):
-            x0 = oracle(x, torch.full((64,), i))
-            x = sampling.dpm_solver_step(d, x, i, i_prev, x0, earlier if order == 2 else None)
-            earlier = (i, x0)
+    for order, sampler in ((1, samplers.DDIM()), (2, samplers.DPMSolver2M())):  # ten steps evenly spaced in λ,
+        x = x_T  # where the extrapolation is well posed; to the grid's last step, t = 0, not on to the clean image
+        sampler.set_timesteps(d.T, timesteps=times)
+        for i in times[:-1]:
+            t = torch.full((64,), i)
+            x0 = oracle(x, t)
+            x = sampler.step(d, x, i, x0, d.eps_from_x0(x, t, x0))
         error[order] = (x - exact).abs().mean().item()
     assert error[2] < error[1] / 5, error
     x, x0 = torch.randn(2, 1, 28, 28), torch.rand(2, 1, 28, 28) * 2 - 1
-    ddim = sampling.ddim_step(d, x, 500, 400, x0, d.eps_from_x0(x, torch.full((2,), 500), x0))
-    assert torch.allclose(sampling.dpm_solver_step(d, x, 500, 400, x0), ddim, atol=1e-5)
+    eps = d.eps_from_x0(x, torch.full((2,), 500), x0)
+    ddim, dpm = samplers.DDIM(), samplers.DPMSolver2M()
+    for sampler in (ddim, dpm):
+        sampler.set_timesteps(d.T, timesteps=[500, 400, 300])
+    # the first step, with no step before it, is DDIM's (η = 0)
+    assert torch.allclose(dpm.step(d, x, 500, x0, eps), ddim.step(d, x, 500, x0, eps), atol=1e-5)
+    assert dpm.before[0] == 500 and torch.equal(dpm.before[1], x0)  # kept for the next step's extrapolation
+    with pytest.raises(ValueError, match="out of turn"):
+        dpm.step(d, x, 500, x0, eps)
     with pytest.raises(ValueError, match="deterministic"):
         d.sample(2, steps=5, eta=0.5, sampler="dpm++2m")
-    with pytest.raises(ValueError, match="unknown sampler"):
+    with pytest.raises(ValueError, match="unknown sampler 'euler'; choose one of ancestral, ddim, dpm\\+\\+2m"):
         d.sample(2, steps=5, sampler="euler")
+    with pytest.raises(ValueError, match="steps=None for ancestral sampling"):
+        d.sample(2, steps=5, sampler="ancestral")
 
 
 def test_ddim_is_deterministic_given_the_seed():
@@ -159,8 +169,8 @@ class NoisyBrightness(nn.Module):
         return Brightness()((x + 1) / 2)
 
 
-@pytest.mark.parametrize("guide, prediction", [(sampling.SolverGuide(Brightness(), 50.0), "x0"),
-                                               (sampling.NoisyClassifierGuide(NoisyBrightness(), 50.0), "eps")],
+@pytest.mark.parametrize("guide, prediction", [(guidance.SolverGuide(Brightness(), 50.0), "x0"),
+                                               (guidance.NoisyClassifierGuide(NoisyBrightness(), 50.0), "eps")],
                          ids=["solver-on-x0", "noisy-classifier-on-xt"])
 def test_guidance_pulls_samples_towards_the_requested_class(guide, prediction):
     d = diffusion.Diffusion(Constant(torch.zeros(1, 28, 28)), T=100, prediction=prediction)  # knows no digits
@@ -202,7 +212,7 @@ def test_a_patched_unet_runs_its_levels_at_half_the_size_and_keeps_each_pixel_it
         moved = net(x, torch.tensor([1, 500]), torch.tensor([3, 7])) - out
         assert torch.allclose(moved[:, :, 0::2, 0::2], torch.zeros(1), atol=1e-6)
         assert torch.allclose(moved[:, :, 1::2, 1::2], torch.ones(1))
-    assert diffusion.Diffusion(UNet(ch=8, patch=2)).settings["patch"] == 2  # part of the cache key
+    assert diffusion.Diffusion(UNet(ch=8, patch=2)).settings["model"]["patch"] == 2  # part of the cache key
     assert "patch" not in diffusion.Diffusion(UNet(ch=8)).settings
     with pytest.raises(ValueError, match="patch is 1"):
         UNet(patch=4)
@@ -247,7 +257,7 @@ def test_ema_weights_sample_and_the_trained_weights_come_back():
 
 def test_the_ema_decay_warms_up_then_holds():
     averaged, current = [torch.zeros(3)], [torch.ones(3)]
-    update = diffusion.ema_with_warmup(0.9)
+    update = ema.ema_with_warmup(0.9)
     update(averaged, current, torch.tensor(1))  # d = min(0.9, 2/11): mostly the new weights
     assert torch.allclose(averaged[0], torch.full((3,), 1 - 2 / 11))
     averaged = [torch.zeros(3)]
@@ -262,4 +272,4 @@ def test_the_unet_initialisation_depends_on_its_seed_alone():
     b, c = UNet(ch=8, seed=1), UNet(ch=8, seed=2)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert not torch.equal(a.inp.weight, c.inp.weight)
-    assert diffusion.Diffusion(c).settings["seed"] == 2
+    assert diffusion.Diffusion(c).settings["model"]["seed"] == 2

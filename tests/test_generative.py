@@ -4,9 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from grlib import continual
-from grlib.strategies import DGR, Finetune
-from grlib.strategies.generative import balanced_indices, match_histogram, to_uint8
-from test_continual import small_solver, synthetic_stream
+from grlib.continual.strategies import DGR, Finetune
+from grlib.continual.strategies.generative import balanced_indices, match_histogram, to_uint8
+from helpers import small_solver, synthetic_stream
 
 KW = dict(iters=150, batch_size=32, lr=1e-2)
 
@@ -125,7 +125,7 @@ class ClassMemory:
 
 
 def test_ddgr_replays_every_old_class_equally_guided_and_labelled_by_its_target():
-    from grlib.strategies import DDGR
+    from grlib.continual.strategies import DDGR
     stream = synthetic_stream()
     memory = ClassMemory()
     memory.remember(torch.cat([t.train_x for t in stream]).float() / 255, torch.cat([t.train_y for t in stream]))
@@ -145,6 +145,8 @@ def test_ddgr_replays_every_old_class_equally_guided_and_labelled_by_its_target(
         DDGR(small_solver(), memory, gen_iters=3, eta=1.5, **KW)
     with pytest.raises(ValueError, match="deterministic"):  # before any training
         DDGR(small_solver(), memory, gen_iters=3, eta=0.5, sampler="dpm++2m", **KW)
+    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
+        DDGR(small_solver(), memory, gen_iters=3, sampler="euler", **KW)
     DDGR(small_solver(), memory, gen_iters=3, pool_size=40, sampler="dpm++2m", **KW).draw(2, (0, 1))
     assert memory.calls[-1]["sampler"] == "dpm++2m"
 
@@ -181,8 +183,8 @@ def test_matched_levels_follow_the_real_images_seen():
 def test_generative_replay_trains_on_the_task_il_outputs(soft_labels):
     """In task-IL every sample, new or replayed, competes only among its own task's classes, as in ER."""
     from grlib.continual import scenario_logits
-    from grlib.strategies import DDGR
-    from grlib.strategies.replay import distillation
+    from grlib.continual.strategies import DDGR
+    from grlib.continual.strategies.replay import distillation
     stream = synthetic_stream("task")
     if soft_labels:
         memory = ClassMemory()
@@ -234,7 +236,7 @@ class ConditionalMemory(Memorizer):
 
 @pytest.mark.parametrize("variant", ["jtr", "ra"])
 def test_mergan_replays_equal_classes_labelled_by_construction_and_ra_trains_on_real_data_only(variant):
-    from grlib.strategies import MeRGAN
+    from grlib.continual.strategies import MeRGAN
     stream = synthetic_stream()
     gen = ConditionalMemory(alignment=1.0 if variant == "ra" else 0.0)
     mergan = MeRGAN(small_solver(), gen, gen_iters=10, gen_batch_size=20, pool_size=40, variant=variant, **KW)
@@ -249,7 +251,7 @@ def test_mergan_replays_equal_classes_labelled_by_construction_and_ra_trains_on_
 
 
 def test_mergan_fresh_replay_draws_the_old_classes_from_the_previous_generator_at_every_step():
-    from grlib.strategies import MeRGAN
+    from grlib.continual.strategies import MeRGAN
     stream = synthetic_stream()
     gen = ConditionalMemory()
     mergan = MeRGAN(small_solver(), gen, gen_iters=10, gen_batch_size=20, pool_size=40, fresh_replay=True, **KW)

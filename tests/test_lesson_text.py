@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from grlib import papers, profiles, record
+from grlib.continual import profiles
+from grlib.course import papers, record
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))

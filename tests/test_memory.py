@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from grlib.memory import ClassBalancedBuffer, ReservoirBuffer
+from grlib.continual.memory import ClassBalancedBuffer, ReservoirBuffer
 
 
 def task_data(classes, n_per_class=50, start=0):

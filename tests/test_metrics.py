@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from grlib import metrics
+from grlib.continual import metrics
 
 R = [[90, 10, 0],
      [60, 95, 5],

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from grlib import nets, profiles
+from grlib.models import nets
+from grlib.continual import profiles
 
 
 def test_mlp_is_784_400_400_10():

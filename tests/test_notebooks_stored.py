@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from grlib.course import NOTEBOOK_DIR, course_seconds, list_notebooks, notebook_loads
+from grlib.course.notebooks import NOTEBOOK_DIR, course_seconds, list_notebooks, notebook_loads
 
 NOTEBOOKS = list_notebooks(NOTEBOOK_DIR)
 RUNNING_TIME = re.compile(r"\*\*Running time:\*\*\s+(?:under a minute|about \d+ min) on the quick profile")
@@ -60,7 +60,7 @@ def test_every_notebook_meets_the_course_standard(path):
 
 
 def test_the_student_copy_has_no_solutions(tmp_path):
-    from grlib.course import write_student_copy
+    from grlib.course.notebooks import write_student_copy
 
     written = write_student_copy(tmp_path)
     assert [p.name for p in written] == [p.name for p in NOTEBOOKS]
@@ -83,7 +83,7 @@ def test_results_are_saved_under_the_notebooks_own_name(path):
 def test_a_notebook_that_reads_others_results_declares_them_for_the_runner(path):
     """`python -m grlib run --jobs N` starts a notebook only after those in its metadata's grlib.reads: they must be
     every notebook its code names (as "04" or "04_deep_generative_replay") when it calls load_results."""
-    from grlib.course import notebook_reads
+    from grlib.course.notebooks import notebook_reads
 
     code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
     named = set(re.findall(r"\"(\d\d)(?:_[a-z_]+)?\"", code)) - {path.stem[:2]} if "load_results(" in code else set()

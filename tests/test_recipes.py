@@ -7,12 +7,13 @@ from dataclasses import fields
 import pytest
 import torch
 
-from grlib import diffusion, gan, nets, recipes
-from grlib.generators import Generator
-from grlib.memory import Buffer, ClassBalancedBuffer
-from grlib.strategies import Strategy
-from grlib.unet import UNet
-from test_continual import synthetic_stream
+from grlib.models import diffusion, gan, nets
+from grlib.models.generators import Generator
+from grlib.models.unet import UNet
+from grlib.continual import recipes, tuned
+from grlib.continual.memory import Buffer, ClassBalancedBuffer
+from grlib.continual.strategies import Strategy
+from helpers import synthetic_stream
 
 
 def mnist_shaped_stream():
@@ -44,7 +45,7 @@ def changed(value, strategy: Strategy):
     if isinstance(value, gan.WGANGP):
         return gan.WGANGP(width=value.settings["width"], seed=1, n_classes=value.n_classes)
     if isinstance(value, diffusion.Diffusion):
-        return diffusion.Diffusion(UNet(ch=value.settings["ch"], n_classes=4, seed=1), prediction="x0")
+        return diffusion.Diffusion(UNet(ch=value.settings["model"]["ch"], n_classes=4, seed=1), prediction="x0")
     raise AssertionError(f"no alternative for {value!r}")
 
 
@@ -93,9 +94,9 @@ def test_recipes_follow_the_stream_budget_and_scenario():
     permuted.name, permuted.scenario = "permuted-synthetic", "domain"
     P = recipes.get_profile("quick")
     a, b = recipes.build("ewc", P, split), recipes.build("ewc", P, permuted)
-    assert (a.iters, a.lr, a.strength) == (P.iters, P.lr, recipes.TUNED["ewc"]["class"]["strength"])
-    assert (b.iters, b.lr, b.strength) == (P.perm_iters, P.perm_lr, recipes.TUNED["ewc"]["domain"]["strength"])
-    assert recipes.build("imm", P, split).merge == recipes.TUNED["imm"]["class"]["merge"]
+    assert (a.iters, a.lr, a.strength) == (P.iters, P.lr, tuned.TUNED["ewc"]["class"]["strength"])
+    assert (b.iters, b.lr, b.strength) == (P.perm_iters, P.perm_lr, tuned.TUNED["ewc"]["domain"]["strength"])
+    assert recipes.build("imm", P, split).merge == tuned.TUNED["imm"]["class"]["merge"]
 
 
 @pytest.mark.parametrize("method", list(recipes.METHODS))

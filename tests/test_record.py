@@ -3,7 +3,8 @@ import statistics
 
 import pytest
 
-from grlib import record, recipes
+from grlib.continual import tuned
+from grlib.course import record
 
 STREAMS = {"class": "split", "domain": "permuted"}
 
@@ -20,15 +21,15 @@ def best(names: list[str], key: str) -> tuple:
 def test_tuned_strength_is_the_best_on_validation(method, kind):
     name = f"{method}-{STREAMS[kind]}-strength"
     assert record.load(name)["validation"], f"{name} was not measured on a validation split"
-    assert recipes.TUNED[method][kind]["strength"] == best([name], "strength")[1]
+    assert tuned.TUNED[method][kind]["strength"] == best([name], "strength")[1]
 
 
 @pytest.mark.parametrize("kind", STREAMS)
 def test_tuned_imm_is_the_best_merge_and_transfer_on_validation(kind):
     names = {merge: f"imm-{STREAMS[kind]}-l2_transfer-merge={merge}" for merge in ("mean", "mode")}
     grid, value = best(list(names.values()), "l2_transfer")
-    tuned = recipes.TUNED["imm"][kind]
-    assert (names[tuned["merge"]], tuned["l2_transfer"]) == (grid, value)
+    imm = tuned.TUNED["imm"][kind]
+    assert (names[imm["merge"]], imm["l2_transfer"]) == (grid, value)
 
 
 def test_grid_table_marks_the_best_value_and_names_its_seeds():

@@ -13,16 +13,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from grlib import checkpoints, continual, course, results
-from grlib.guards import TrainingDivergedError
-from grlib.strategies import Finetune
-from test_continual import small_solver, synthetic_stream
+from grlib import continual
+from grlib.core import checkpoints, config
+from grlib.core.guards import TrainingDivergedError
+from grlib.continual.data import TaskStream
+from grlib.continual.strategies import Finetune
+from grlib.course import notebooks, results, runner
+from helpers import small_solver, synthetic_stream, untrainable
 
 
 def test_an_infinite_learning_rate_is_refused_before_anything_runs():
     with pytest.raises(ValueError, match="lr must be a finite number"):
         continual.run(Finetune(small_solver(), lr=float("inf")), synthetic_stream(), progress=False)
-    assert not list((checkpoints.build_dir() / "checkpoints").glob("*.pt"))
+    assert not list((config.build_dir() / "checkpoints").glob("*.pt"))
 
 
 def test_a_diverging_run_stops_with_the_strategy_task_and_step_and_caches_nothing():
@@ -35,7 +38,7 @@ def test_a_diverging_run_stops_with_the_strategy_task_and_step_and_caches_nothin
     solver.register_forward_hook(blow_up_in_task_2)
     with pytest.raises(TrainingDivergedError, match=r"finetune task 2/2: the loss became nan at step \d+; lower"):
         continual.run(Finetune(solver, iters=50, batch_size=8), synthetic_stream(), progress=False)
-    saved = [p.name for p in (checkpoints.build_dir() / "checkpoints").glob("*.pt")]
+    saved = [p.name for p in (config.build_dir() / "checkpoints").glob("*.pt")]
     assert len(saved) == 1 and "task1" in saved[0]  # task 1 kept; nothing of the diverged task 2
 
 
@@ -50,7 +53,7 @@ def test_non_finite_results_are_an_error_naming_where_they_are():
 WRITER = """
 import sys, torch
 from pathlib import Path
-from grlib import checkpoints
+from grlib.core import checkpoints
 path, settings = Path(sys.argv[1]), {"name": "shared"}
 for i in range(50):
     state = {"weights": torch.full((20000,), float(sys.argv[2])), "i": i}
@@ -91,7 +94,7 @@ def test_a_checkpoint_is_as_readable_as_any_file_this_process_writes(tmp_path):
 
 
 def test_a_bench_record_parameter_must_be_a_readable_record(tmp_path):
-    from grlib import params
+    from grlib.course import params
 
     rule = params.json_file("command", "runs", optional=True)
     good, partial, broken = tmp_path / "good.json", tmp_path / "partial.json", tmp_path / "broken.json"
@@ -145,7 +148,7 @@ def _rewrite(path, change) -> None:
 def test_a_cached_checkpoint_that_cannot_be_trusted_is_set_aside_and_retrained(damage):
     stream = synthetic_stream()
     clean = continual.run(Finetune(small_solver(), iters=20, batch_size=8), stream, progress=False)
-    task1, = (checkpoints.build_dir() / "checkpoints").glob("finetune-*-task1-*.pt")
+    task1, = (config.build_dir() / "checkpoints").glob("finetune-*-task1-*.pt")
     if damage == "nan weights":
         _rewrite(task1, lambda state: next(iter(state["strategy"]["solver"].values())).fill_(float("nan")))
     elif damage == "old structure":  # a state_dict changed without a CACHE_VERSION bump
@@ -173,8 +176,8 @@ def test_what_the_last_step_did_is_checked_before_the_task_ends():
 
 
 def test_what_the_last_diffusion_step_did_is_checked():
-    from grlib.diffusion import Diffusion
-    from grlib.unet import UNet
+    from grlib.models.diffusion import Diffusion
+    from grlib.models.unet import UNet
 
     d, calls = Diffusion(UNet(ch=8), T=10), []
 
@@ -189,9 +192,9 @@ def test_what_the_last_diffusion_step_did_is_checked():
 
 
 def test_a_learning_rate_above_one_is_refused():
-    from grlib.diffusion import Diffusion
-    from grlib.gan import WGANGP
-    from grlib.unet import UNet
+    from grlib.models.diffusion import Diffusion
+    from grlib.models.gan import WGANGP
+    from grlib.models.unet import UNet
 
     for make in (lambda: Finetune(small_solver(), lr=1e20), lambda: Diffusion(UNet(ch=8), lr=10.0),
                  lambda: WGANGP(lr=2.0), lambda: WGANGP(critic_lr=1e37)):
@@ -209,13 +212,13 @@ def test_a_subclass_that_keeps_the_name_is_not_served_the_parent_s_models():
     variant = continual.run(Variant(small_solver(), iters=20, batch_size=8), stream, progress=False)
     alone = continual.run(Variant(small_solver(), iters=20, batch_size=8), stream, cache=False, progress=False)
     assert variant.losses == alone.losses  # trained, not loaded
-    assert len(list((checkpoints.build_dir() / "checkpoints").glob("finetune-*.pt"))) == 4
+    assert len(list((config.build_dir() / "checkpoints").glob("finetune-*.pt"))) == 4
 
 
 # Results carry what made them; a file that cannot be read is named; writes are whole or not at all.
 
 def test_results_record_the_profile_and_parameters_and_a_reader_can_demand_its_own(monkeypatch):
-    from grlib import params
+    from grlib.course import params
 
     monkeypatch.setattr(params, "last", None)
     params.check({"profile": "smoke", "seed": 1, "buffer_size": 100}, seed=params.integer(min=0),
@@ -233,14 +236,14 @@ def test_results_record_the_profile_and_parameters_and_a_reader_can_demand_its_o
 
 
 def test_results_written_before_parameters_were_recorded_are_not_taken_for_any():
-    (results.build_dir() / "results").mkdir(parents=True)
-    (results.build_dir() / "results" / "02_x.json").write_text('{"notebook": "02_x", "headline": {}, "details": '
+    (config.build_dir() / "results").mkdir(parents=True)
+    (config.build_dir() / "results" / "02_x.json").write_text('{"notebook": "02_x", "headline": {}, "details": '
                                                                  '{"profile": "smoke"}}')
     assert "made with profile unknown, seed unknown" in results.mismatch("02_x", {"profile": "smoke", "seed": 0})
 
 
 def test_a_results_file_that_cannot_be_read_is_named_with_what_to_rerun():
-    folder = results.build_dir() / "results"
+    folder = config.build_dir() / "results"
     folder.mkdir(parents=True)
     (folder / "02_experience_replay.json").write_text('{"notebook": "02_experience_replay", "head')
     with pytest.raises(ValueError, match=r"the results file .*02_experience_replay.json cannot be read .*rerun "
@@ -250,7 +253,7 @@ def test_a_results_file_that_cannot_be_read_is_named_with_what_to_rerun():
 
 @pytest.fixture
 def full_disk(monkeypatch):
-    """Every file written through `grlib.results.atomic_file` lands on /dev/full: No space left on device."""
+    """Every file written through `grlib.core.files.atomic_file` lands on /dev/full: No space left on device."""
     if not os.path.exists("/dev/full"):
         pytest.skip("needs /dev/full")
 
@@ -261,7 +264,7 @@ def full_disk(monkeypatch):
 
 
 def test_results_on_a_full_disk_are_an_error_naming_the_file_and_the_old_ones_stay_whole(full_disk, monkeypatch):
-    folder = results.build_dir() / "results"
+    folder = config.build_dir() / "results"
     folder.mkdir(parents=True)
     (folder / "01_x.json").write_text('{"old": 1}')
     with pytest.raises(OSError, match=r"No space left on device: '.*01_x.json'"):
@@ -278,7 +281,7 @@ def test_a_checkpoint_on_a_full_disk_is_used_but_not_kept(full_disk, tmp_path):
 def test_a_full_disk_is_one_line_naming_the_folder(monkeypatch, capsys):
     import errno
 
-    from grlib import __main__ as cli
+    from grlib.course import cli
 
     def full(**kw):
         raise OSError(errno.ENOSPC, "No space left on device", "/mnt/small/build/results/00_x.json")
@@ -295,7 +298,7 @@ def test_the_report_s_mathjax_copy_on_a_full_disk_leaves_no_half_copy(tmp_path, 
     import errno
     import shutil
 
-    from grlib import report
+    from grlib.course import report
 
     copied = []
 
@@ -318,18 +321,22 @@ def test_the_report_s_mathjax_copy_on_a_full_disk_leaves_no_half_copy(tmp_path, 
 
 # A class sharing one cache, and learners sharing one build folder.
 
-def test_a_read_only_shared_cache_is_loaded_from_and_new_models_go_to_the_build_folder(tmp_path, monkeypatch,
-                                                                                       unwritable):
-    from test_continual import untrainable
-
+@pytest.fixture
+def shared_cache(tmp_path, monkeypatch) -> tuple[Path, TaskStream, continual.RunResult]:
+    """A class's shared checkpoint folder ($GRLIB_CHECKPOINTS), filled by fine-tuning on the synthetic stream: the
+    folder, the stream and that first run's results."""
     shared = tmp_path / "shared"
     monkeypatch.setenv("GRLIB_CHECKPOINTS", str(shared))
     stream = synthetic_stream()
-    first = continual.run(Finetune(small_solver(), iters=20, batch_size=8), stream, progress=False)
+    return shared, stream, continual.run(Finetune(small_solver(), iters=20, batch_size=8), stream, progress=False)
+
+
+def test_a_read_only_shared_cache_is_loaded_from_and_new_models_go_to_the_build_folder(shared_cache, unwritable):
+    shared, stream, first = shared_cache
     task2, = shared.glob("*-task2-*.pt")
     task2.unlink()  # the teacher's cache holds task 1 only
     unwritable(shared)
-    own = checkpoints.build_dir() / "checkpoints"
+    own = config.build_dir() / "checkpoints"
     with pytest.warns(UserWarning, match=f"the checkpoint folder {shared} cannot be written: the models it holds "
                                          f"are loaded, new ones are kept in {own}"):
         second = continual.run(Finetune(small_solver(), iters=20, batch_size=8), stream, progress=False)
@@ -337,22 +344,17 @@ def test_a_read_only_shared_cache_is_loaded_from_and_new_models_go_to_the_build_
     third = continual.run(untrainable(Finetune(small_solver(), iters=20, batch_size=8)), stream, progress=False)
     assert third.R == first.R  # both loaded: task 1 from the shared cache, task 2 from this user's own
     lines: list[str] = []
-    course.cache_notice(shared, own, lines.append)
+    runner.cache_notice(shared, own, lines.append)
     assert lines == [f"the checkpoint folder {shared} cannot be written: the models it holds are loaded, new ones "
                      f"are kept in {own}"]
 
 
 @pytest.mark.parametrize("theirs", ["unreadable", "corrupt"])
-def test_another_user_s_checkpoint_in_a_shared_cache_is_passed_over_and_never_claimed_moved(tmp_path, monkeypatch,
+def test_another_user_s_checkpoint_in_a_shared_cache_is_passed_over_and_never_claimed_moved(shared_cache, monkeypatch,
                                                                                            theirs):
     """A sticky shared folder (mode 1777): this user may add files but neither replace nor move another's; with the
     teacher's umask 077 their files cannot even be read."""
-    from test_continual import untrainable
-
-    shared = tmp_path / "shared"
-    monkeypatch.setenv("GRLIB_CHECKPOINTS", str(shared))
-    stream = synthetic_stream()
-    first = continual.run(Finetune(small_solver(), iters=20, batch_size=8), stream, progress=False)
+    shared, stream, first = shared_cache
     task1, = shared.glob("*-task1-*.pt")
     if theirs == "corrupt":
         task1.write_bytes(b"half a checkpoint")
@@ -375,7 +377,7 @@ def test_another_user_s_checkpoint_in_a_shared_cache_is_passed_over_and_never_cl
     text = " ".join(str(w.message) for w in said)
     assert "moved it" not in text and ("cannot be read by this user" in text or "could not move it aside" in text)
     assert second.R == first.R and not task1.with_suffix(".corrupt").exists()
-    assert (checkpoints.build_dir() / "checkpoints" / task1.name).exists()  # kept as this user's own copy
+    assert (config.build_dir() / "checkpoints" / task1.name).exists()  # kept as this user's own copy
     third = continual.run(untrainable(Finetune(small_solver(), iters=20, batch_size=8)), stream, progress=False)
     assert third.R == first.R
 
@@ -386,4 +388,4 @@ def test_a_build_folder_another_user_made_is_one_line_naming_it(tmp_path, unwrit
     unwritable(out / "notebooks")
     with pytest.raises(ValueError, match=f"cannot write the build into {out / 'notebooks'}: Permission denied; "
                                          f"give a --out of your own"):
-        course.prepare_out(str(out))
+        notebooks.prepare_out(str(out))

@@ -8,28 +8,20 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import nbformat
 import pytest
 
-import grlib.__main__ as cli
-from conftest import descendants, running
-from grlib import course, sweep
-
-
-def write_notebook(path: Path, *sources: str, parameters: str = "profile = None", **grlib_metadata) -> None:
-    """A notebook of these code cells; `grlib_metadata` (reads=, loads=, seconds=) is what the runner reads."""
-    cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
-    cells += [nbformat.v4.new_code_cell(s) for s in sources]
-    metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={**metadata, "grlib": grlib_metadata}), path)
+import grlib.course.cli as cli
+from helpers import running, sigterm_when, wait_until, write_notebook
+from grlib.core import config
+from grlib.course import notebooks, runner, sweep
 
 
 def test_unknown_notebook_is_an_error_listing_the_names():
     with pytest.raises(ValueError, match="00_setup_and_the_problem"):
-        course.select_notebooks(["99"])
-    assert [p.stem for p in course.select_notebooks(["01", "00"])][:2] == ["00_setup_and_the_problem",
+        notebooks.select_notebooks(["99"])
+    assert [p.stem for p in notebooks.select_notebooks(["01", "00"])][:2] == ["00_setup_and_the_problem",
                                                                           "01_catastrophic_forgetting"]
 
 
@@ -41,15 +33,13 @@ def test_cli_rejects_an_unknown_profile_before_running_anything(tmp_path):
     assert not (tmp_path / "notebooks").exists()
 
 
-def test_a_failing_notebook_stops_the_run_and_is_named(tmp_path):
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
+def test_a_failing_notebook_stops_the_run_and_is_named(tmp_path, folder):
     write_notebook(folder / "00_fine.ipynb",
-                   "from grlib.results import save_results\nsave_results('00_fine', {'answer': 42.0, 'profile': profile})")
+                   "from grlib.course.results import save_results\nsave_results('00_fine', {'answer': 42.0, 'profile': profile})")
     write_notebook(folder / "01_broken.ipynb", "x = 1", "raise RuntimeError('the lesson did not hold')")
     write_notebook(folder / "02_never.ipynb", "open('ran', 'w')")
     lines: list[str] = []
-    code = course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append)
+    code = runner.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append)
     assert code == 1
     summary = (tmp_path / "build" / "summary.md").read_text()
     assert "| 00_fine | ok |" in summary and "answer 42.0, profile smoke" in summary
@@ -60,32 +50,28 @@ def test_a_failing_notebook_stops_the_run_and_is_named(tmp_path):
     assert any(line.startswith("1 notebook(s) in 0 min ") for line in lines), lines  # the run's time, to the second
 
 
-def test_the_runner_turns_widget_controls_off_through_the_environment_not_a_parameter(tmp_path):
-    """An executed notebook keeps its own parameters, so a learner who reruns it gets the widgets back."""
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
-    write_notebook(folder / "00_widgets.ipynb", "import os\nassert interactive is None and profile == 'smoke'\n"
-                   "assert os.environ['GRLIB_INTERACTIVE'] == '0' and os.environ['GRLIB_PROGRESS'] == 'text'",
-                   parameters="profile = None\ninteractive = None")
+def test_the_runner_gives_the_profile_and_no_widgets_as_parameters(tmp_path, folder):
+    """The profile and `interactive` reach a notebook as papermill parameters (the environment's profile, smoke in
+    the tests, is not what the notebook sees); progress bars are text lines."""
+    write_notebook(folder / "00_widgets.ipynb", "import os\nassert interactive is False and profile == 'quick'\n"
+                   "assert os.environ['GRLIB_PROGRESS'] == 'text'", parameters="profile = None\ninteractive = True")
     lines: list[str] = []
-    assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append) == 0, lines
+    assert runner.run_course(profile="quick", out=str(tmp_path / "build"), folder=folder, log=lines.append) == 0, lines
 
 
-def test_parameters_reach_the_notebooks_that_declare_them_and_bad_ones_are_named(tmp_path):
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
+def test_parameters_reach_the_notebooks_that_declare_them_and_bad_ones_are_named(tmp_path, folder):
     write_notebook(folder / "00_scaled.ipynb", "assert (scale, seed) == (1.5, 2), (scale, seed)",
                    parameters="profile = None\nscale = 3.0\nseed = 0")
     write_notebook(folder / "01_plain.ipynb", "assert 'scale' not in globals()")
     out = str(tmp_path / "build")
     lines: list[str] = []
-    code = course.run_course(profile="smoke", out=out, folder=folder, log=lines.append,
+    code = runner.run_course(profile="smoke", out=out, folder=folder, log=lines.append,
                              parameters={"scale": 1.5, "seed": 2})
     assert code == 0, lines
     with pytest.raises(ValueError, match=r"no chosen notebook has a parameter 'scal'.*00_scaled: profile, scale, seed"):
-        course.run_course(profile="smoke", out=out, folder=folder, parameters={"scal": 1.5})
+        runner.run_course(profile="smoke", out=out, folder=folder, parameters={"scal": 1.5})
     with pytest.raises(ValueError, match=r"parameter seed = 'x' of 00_scaled must be a int"):
-        course.run_course(profile="smoke", out=out, folder=folder, parameters={"seed": "x"})
+        runner.run_course(profile="smoke", out=out, folder=folder, parameters={"seed": "x"})
 
 
 @pytest.mark.parametrize("out", ["a-file", "/proc/grlib-cannot-write-here"])
@@ -100,24 +86,18 @@ def test_an_unusable_out_folder_is_one_line_and_exit_2(tmp_path, out):
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_ctrl_c_ends_with_one_line_a_summary_and_exit_130(tmp_path, jobs):
-    import signal
-    import time
-
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
-    write_notebook(folder / "00_quick.ipynb", "from grlib.results import save_results\nsave_results('00_quick', {'a': 1.0})")
+def test_ctrl_c_ends_with_one_line_a_summary_and_exit_130(tmp_path, folder, jobs):
+    write_notebook(folder / "00_quick.ipynb", "from grlib.course.results import save_results\nsave_results('00_quick', {'a': 1.0})")
     write_notebook(folder / "01_slow.ipynb", "import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(60)")
     write_notebook(folder / "02_slow_too.ipynb", "import pathlib, time\npathlib.Path('started-too').touch()\ntime.sleep(60)")
-    script = (f"import sys; from pathlib import Path; from grlib import course; "
-              f"sys.exit(course.run_course(profile='smoke', out={str(tmp_path / 'build')!r}, folder=Path({str(folder)!r}), "
+    script = (f"import sys; from pathlib import Path; from grlib.course import runner; "
+              f"sys.exit(runner.run_course(profile='smoke', out={str(tmp_path / 'build')!r}, folder=Path({str(folder)!r}), "
               f"jobs={jobs}))")
     run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            start_new_session=True,  # as from a terminal: Ctrl-C not ignored, whatever this process does
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline, started = time.time() + 120, ["started", "started-too"][:jobs]  # with 2 jobs 02 starts when 00 ends
-    while not all((folder / name).exists() for name in started) and time.time() < deadline:  # their first cells ran
-        time.sleep(0.5)
+    started = ["started", "started-too"][:jobs]  # with 2 jobs 02 starts when 00 ends
+    wait_until(lambda: all((folder / name).exists() for name in started), 120)  # their first cells ran
     time.sleep(1)  # into its sleep
     os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole process group
     stdout, stderr = run.communicate(timeout=120)
@@ -133,21 +113,19 @@ MEET = ("import pathlib, time\npathlib.Path('{me}').touch()\ndeadline = time.tim
         "assert pathlib.Path('{other}').exists(), 'ran alone'")
 
 
-def test_jobs_run_notebooks_side_by_side_and_one_that_reads_results_after_them(tmp_path):
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
-    save = "from grlib.results import save_results\nsave_results('{}', {{'a': 1.0}})"
+def test_jobs_run_notebooks_side_by_side_and_one_that_reads_results_after_them(tmp_path, folder):
+    save = "from grlib.course.results import save_results\nsave_results('{}', {{'a': 1.0}})"
     write_notebook(folder / "00_a.ipynb", MEET.format(me="a", other="b"), save.format("00_a"))
     write_notebook(folder / "01_b.ipynb", MEET.format(me="b", other="a"), "import time\ntime.sleep(3)",
                    save.format("01_b"))  # each waits until the other has started: they ran at the same time
-    write_notebook(folder / "02_reader.ipynb", "from grlib.results import load_results\n"
+    write_notebook(folder / "02_reader.ipynb", "from grlib.course.results import load_results\n"
                    "assert load_results('00_a') and load_results('01_b'), 'started before what it reads ended'",
                    reads=["00", "01"])
     lines: list[str] = []
-    assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
+    assert runner.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
                              jobs=3) == 0, lines
     assert "3 at a time" in lines[0]
-    assert [p.stem for p in course.list_notebooks(folder) if course.notebook_reads(p)] == ["02_reader"]
+    assert [p.stem for p in notebooks.list_notebooks(folder) if notebooks.notebook_reads(p)] == ["02_reader"]
 
 
 WAIT_FOR = ("import pathlib, time\ndeadline = time.time() + 60\n"
@@ -155,37 +133,33 @@ WAIT_FOR = ("import pathlib, time\ndeadline = time.time() + 60\n"
             "assert pathlib.Path('{marker}').exists(), 'started alone'")
 
 
-def test_with_jobs_the_longest_notebook_starts_first(tmp_path):
+def test_with_jobs_the_longest_notebook_starts_first(tmp_path, folder):
     """Side by side, the longest start first, so that the last ones end together (one at a time: in order)."""
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
     write_notebook(folder / "00_short.ipynb", "import pathlib\nassert pathlib.Path('long-started').exists()", seconds=5)
     write_notebook(folder / "01_middle.ipynb", WAIT_FOR.format(marker="long-started"), seconds=65)
     write_notebook(folder / "02_long.ipynb", "import pathlib\npathlib.Path('long-started').touch()", seconds=736)
-    assert [course.course_seconds(p) for p in course.list_notebooks(folder)] == [5, 65, 736]
+    assert [notebooks.course_seconds(p) for p in notebooks.list_notebooks(folder)] == [5, 65, 736]
     lines: list[str] = []
-    assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
+    assert runner.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
                              jobs=2) == 0, lines
     assert "2 at a time (the longest chain first)" in lines[0]
 
 
-def test_with_jobs_a_short_notebook_whose_models_a_long_one_loads_starts_with_it(tmp_path):
+def test_with_jobs_a_short_notebook_whose_models_a_long_one_loads_starts_with_it(tmp_path, folder):
     """A notebook that loads another's cached models (grlib.loads) heads a chain as long as its own plus the
     loader's: the one that trains the models starts first, though a middle one is longer than it."""
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
     write_notebook(folder / "00_trainer.ipynb", "import pathlib\npathlib.Path('trainer-started').touch()", seconds=5)
     write_notebook(folder / "01_middle.ipynb", "import pathlib\nassert pathlib.Path('trainer-started').exists()",
                    seconds=65)
     write_notebook(folder / "02_loader.ipynb", WAIT_FOR.format(marker="trainer-started"), seconds=736, loads=["00"])
-    notebooks = course.list_notebooks(folder)
-    assert [p.stem for p in course.queue_order(notebooks)] == ["00_trainer", "02_loader", "01_middle"]
+    found = notebooks.list_notebooks(folder)
+    assert [p.stem for p in notebooks.queue_order(found)] == ["00_trainer", "02_loader", "01_middle"]
     lines: list[str] = []
-    assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
+    assert runner.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
                              jobs=2) == 0, lines
 
 
-def test_with_jobs_a_failure_lets_the_running_notebook_finish_and_starts_no_other(tmp_path, monkeypatch):
+def test_with_jobs_a_failure_lets_the_running_notebook_finish_and_starts_no_other(tmp_path, folder, monkeypatch):
     start_dir, chdir = os.getcwd(), os.chdir
 
     def refuse_chdir(path: str) -> None:  # the runner's threads share one working directory: none may change it
@@ -193,19 +167,17 @@ def test_with_jobs_a_failure_lets_the_running_notebook_finish_and_starts_no_othe
         chdir(path)
 
     monkeypatch.setattr(os, "chdir", refuse_chdir)
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
     write_notebook(folder / "00_slow.ipynb", "import time\ntime.sleep(5)\nopen('slow-ended', 'w')")
     write_notebook(folder / "01_broken.ipynb", "raise RuntimeError('the lesson did not hold')")
     write_notebook(folder / "02_never.ipynb", "open('ran', 'w')")
     lines: list[str] = []
-    assert course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
+    assert runner.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, log=lines.append,
                              jobs=2) == 1
     summary = (tmp_path / "build" / "summary.md").read_text()
     assert "| 00_slow | ok |" in summary and "| 01_broken | failed |" in summary and "| 02_never | not run |" in summary
     assert (folder / "slow-ended").exists() and not (folder / "ran").exists()
     with pytest.raises(ValueError, match="--jobs must be a whole number of at least 1, got 0"):
-        course.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, jobs=0)
+        runner.run_course(profile="smoke", out=str(tmp_path / "build"), folder=folder, jobs=0)
 
 
 def test_run_smoke_course_notebook_00(tmp_path):
@@ -226,7 +198,7 @@ def test_run_smoke_course_notebook_00(tmp_path):
     assert page.count("data:image/png;base64") >= 3  # the figures travel inside the page
 
 
-CHECKED = ("from grlib import params\n"
+CHECKED = ("from grlib.course import params\n"
            "params.check(globals(), seed=params.integer(min=0), scale=params.number(min=0, max=100))")
 
 
@@ -236,9 +208,9 @@ def toy_course(tmp_path, monkeypatch):
     00_toy, which checks its parameters as the course's do; the working directory is the course's root."""
     root = tmp_path / "course"
     (root / "notebooks").mkdir(parents=True)
-    write_notebook(root / "notebooks" / "00_toy.ipynb", CHECKED, "from grlib.results import save_results\n"
+    write_notebook(root / "notebooks" / "00_toy.ipynb", CHECKED, "from grlib.course.results import save_results\n"
                    "save_results('00_toy', {'a': 1.0})", parameters="profile = None\nseed = 0\nscale = 3.0")
-    for name, function in (("run_course", course.run_course), ("write_student_copy", course.write_student_copy),
+    for name, function in (("run_course", runner.run_course), ("write_student_copy", notebooks.write_student_copy),
                            ("run_sweep", sweep.run_sweep)):
         monkeypatch.setattr(cli, name, functools.partial(function, folder=root / "notebooks"))
     monkeypatch.setattr(cli, "stop_on_signals", lambda: None, raising=False)  # this test process keeps its own
@@ -259,9 +231,9 @@ def test_an_out_folder_that_could_write_over_the_notebooks_is_refused(toy_course
 
 
 def test_the_course_s_own_root_and_notebooks_are_never_a_build_folder():
-    for out in (course.REPO_ROOT, course.NOTEBOOK_DIR, course.NOTEBOOK_DIR / "build"):
+    for out in (config.REPO_ROOT, notebooks.NOTEBOOK_DIR, notebooks.NOTEBOOK_DIR / "build"):
         with pytest.raises(ValueError, match="would write over the course's own notebooks"):
-            course.outside_sources(out)
+            notebooks.outside_sources(out)
 
 
 @pytest.mark.parametrize("argv, said", [
@@ -284,29 +256,18 @@ def test_bad_parameters_are_one_line_and_exit_2_before_any_kernel_starts(toy_cou
 
 def test_the_course_notebooks_own_range_checks_run_before_any_kernel_starts():
     with pytest.raises(ValueError, match="00_setup_and_the_problem: parameter seed = -1: it must be a whole number"):
-        course.check_parameters(course.select_notebooks(["00"]), {"seed": -1})
+        notebooks.check_parameters(notebooks.select_notebooks(["00"]), {"seed": -1})
     with pytest.raises(ValueError, match="02_experience_replay: parameter buffer_size = 5"):
-        course.check_parameters(course.select_notebooks(["02"]), {"buffer_size": 5})
+        notebooks.check_parameters(notebooks.select_notebooks(["02"]), {"buffer_size": 5})
 
 
-def test_sigterm_stops_a_run_and_its_kernel_as_ctrl_c_does(tmp_path):
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
+def test_sigterm_stops_a_run_and_its_kernel_as_ctrl_c_does(tmp_path, folder):
     write_notebook(folder / "00_slow.ipynb", "import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(120)")
-    script = (f"import functools, sys; from pathlib import Path; import grlib.__main__ as cli; "
-              f"from grlib import course; cli.run_course = functools.partial(course.run_course, folder=Path({str(folder)!r})); "
+    script = (f"import functools, sys; from pathlib import Path; import grlib.course.cli as cli; "
+              f"from grlib.course import runner; cli.run_course = functools.partial(runner.run_course, folder=Path({str(folder)!r})); "
               f"sys.exit(cli.main(['run', '--profile', 'smoke', '--jobs', '1', '--out', {str(tmp_path / 'build')!r}]))")
-    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (folder / "started").exists() and time.time() < deadline:
-        time.sleep(0.5)
-    children = descendants(run.pid)
+    code, stdout, stderr, children = sigterm_when(script, (folder / "started").exists, 120)
     assert children, "the run started no kernel"
-    run.send_signal(signal.SIGTERM)  # to the runner alone, as a scheduler or `kill` sends it
-    stdout, stderr = run.communicate(timeout=60)
-    assert run.returncode == 130 and "interrupted; 0 notebook(s) finished" in stdout, stdout + stderr
+    assert code == 130 and "interrupted; 0 notebook(s) finished" in stdout, stdout + stderr
     assert "| 00_slow | interrupted |" in (tmp_path / "build" / "summary.md").read_text()
-    deadline = time.time() + 10
-    while running(children) and time.time() < deadline:
-        time.sleep(0.5)
-    assert not running(children)
+    assert wait_until(lambda: not running(children), 10)

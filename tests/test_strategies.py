@@ -3,9 +3,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grlib import continual, nets, strategies
-from grlib.memory import ClassBalancedBuffer, ReservoirBuffer
-from test_continual import Untrainable, small_solver, synthetic_stream
+from grlib import continual
+from grlib.models import nets
+from grlib.continual import strategies
+from grlib.continual.memory import ClassBalancedBuffer, ReservoirBuffer
+from helpers import Untrainable, small_solver, synthetic_stream
 
 KW = dict(iters=150, batch_size=32, lr=1e-2)
 
@@ -157,7 +159,7 @@ def test_imm_merges_the_task_networks(merge, monkeypatch):
     """mean-IMM: θ* = Σ_k θ_k / t; mode-IMM: θ* = Σ_k F_k θ_k / Σ_k F_k, element by element."""
     def fake_fisher(solver, x, generator):  # an importance that differs from weight to weight
         return {n: p.detach().abs() + 0.1 for n, p in solver.named_parameters()}
-    monkeypatch.setattr("grlib.strategies.imm.fisher_diagonal", fake_fisher)
+    monkeypatch.setattr("grlib.continual.strategies.imm.fisher_diagonal", fake_fisher)
     stream = synthetic_stream()
     imm = strategies.IMM(small_solver(), merge=merge, **KW)
     networks = []

@@ -2,26 +2,21 @@
 from __future__ import annotations
 
 import shlex
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import descendants, running
-from grlib import sweep
-from test_runner import write_notebook
+from helpers import running, sigterm_when, wait_until, write_notebook
+from grlib.course import sweep
 
 REPO = Path(__file__).resolve().parents[1]
-SCORE = "from grlib.results import save_results\nsave_results('00_toy', {'score': scale * 10 + seed, 'half': scale / 2})"
+SCORE = "from grlib.course.results import save_results\nsave_results('00_toy', {'score': scale * 10 + seed, 'half': scale / 2})"
 
 
 @pytest.fixture
-def toy(tmp_path):
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
+def toy(folder):
     write_notebook(folder / "00_toy.ipynb", SCORE, parameters="profile = None\nscale = 1.0\nseed = 0")
     return folder
 
@@ -69,10 +64,8 @@ def test_bad_sweeps_are_one_line_errors():
     assert done.returncode == 2 and "a name and at least one value" in done.stderr
 
 
-def test_a_sweep_under_another_profile_is_run_again_not_taken_for_done(tmp_path):
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
-    write_notebook(folder / "00_toy.ipynb", "from grlib.results import save_results\n"
+def test_a_sweep_under_another_profile_is_run_again_not_taken_for_done(tmp_path, folder):
+    write_notebook(folder / "00_toy.ipynb", "from grlib.course.results import save_results\n"
                    "save_results('00_toy', {'score': {'smoke': 1, 'quick': 2}[profile] + seed})",
                    parameters="profile = None\nseed = 0")
     out = str(tmp_path / "build")
@@ -86,10 +79,8 @@ def test_a_sweep_under_another_profile_is_run_again_not_taken_for_done(tmp_path)
     assert named["ran"] == 1 and named["rows"][0]["headline"]["score"] == 1
 
 
-def test_a_failed_run_is_named_left_out_of_the_table_and_run_again(tmp_path):
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
-    write_notebook(folder / "00_toy.ipynb", "from grlib.results import save_results\n"
+def test_a_failed_run_is_named_left_out_of_the_table_and_run_again(tmp_path, folder):
+    write_notebook(folder / "00_toy.ipynb", "from grlib.course.results import save_results\n"
                    "save_results('00_toy', {'score': 10 + seed})", "assert seed != 1, 'the lesson did not hold'",
                    parameters="profile = None\nseed = 0")  # as a lesson's assert after its results are saved
     out, lines = str(tmp_path / "build"), []
@@ -103,26 +94,16 @@ def test_a_failed_run_is_named_left_out_of_the_table_and_run_again(tmp_path):
     assert "Failed, so left out (the next sweep runs them again): seed=1" in table.read_text()
 
 
-def test_sigterm_stops_a_sweep_its_papermill_processes_and_kernels(tmp_path):
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
+def test_sigterm_stops_a_sweep_its_papermill_processes_and_kernels(tmp_path, folder):
     write_notebook(folder / "00_slow.ipynb", "import pathlib, time\npathlib.Path(f'started-{seed}').touch()\n"
                    "time.sleep(120)", parameters="profile = None\nseed = 0")
-    script = (f"import functools, sys; from pathlib import Path; import grlib.__main__ as cli; "
-              f"from grlib import sweep; cli.run_sweep = functools.partial(sweep.run_sweep, folder=Path({str(folder)!r})); "
+    script = (f"import functools, sys; from pathlib import Path; import grlib.course.cli as cli; "
+              f"from grlib.course import sweep; cli.run_sweep = functools.partial(sweep.run_sweep, folder=Path({str(folder)!r})); "
               f"sys.exit(cli.main(['sweep', '00', '-p', 'seed', '0', '1', '--jobs', '2', '--profile', 'smoke', "
               f"'--out', {str(tmp_path / 'build')!r}]))")
-    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 180
-    while not all((folder / f"started-{seed}").exists() for seed in (0, 1)) and time.time() < deadline:
-        time.sleep(0.5)
-    children = descendants(run.pid)
+    code, stdout, stderr, children = sigterm_when(
+        script, lambda: all((folder / f"started-{seed}").exists() for seed in (0, 1)), 180)
     assert len(children) >= 4, "two papermill processes and their kernels"
-    run.send_signal(signal.SIGTERM)  # to the sweep alone, as a scheduler or `kill` sends it
-    stdout, stderr = run.communicate(timeout=60)
-    assert run.returncode == 130 and "interrupted; rerun the same command" in stderr, stdout + stderr
-    deadline = time.time() + 10
-    while running(children) and time.time() < deadline:
-        time.sleep(0.5)
-    assert not running(children)
+    assert code == 130 and "interrupted; rerun the same command" in stderr, stdout + stderr
+    assert wait_until(lambda: not running(children), 10)
     assert not list((tmp_path / "build" / "sweeps").glob("*/*/run.json"))  # neither counts as done

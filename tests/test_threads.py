@@ -1,4 +1,4 @@
-"""Processes training at once share the machine's cores (grlib.threads)."""
+"""Processes training at once share the machine's cores (grlib.core.threads)."""
 from __future__ import annotations
 
 import os
@@ -9,14 +9,17 @@ import time
 import pytest
 import torch
 
-from grlib import threads
+from grlib.core import threads
 
 
 @pytest.fixture
 def registry(tmp_path, monkeypatch):
     monkeypatch.setattr(threads, "REGISTRY", tmp_path / "training")
     monkeypatch.setattr(threads, "_counted", True)
+    monkeypatch.setattr(threads, "_started", False)
+    monkeypatch.setattr(threads, "_last_share", -float("inf"))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("GRLIB_THREADS", raising=False)
     (tmp_path / "training").mkdir()
     before = torch.get_num_threads()
     yield tmp_path / "training"
@@ -32,8 +35,25 @@ def other_process():
     sleeper.wait()
 
 
+def test_nothing_is_shared_before_start(registry, other_process, monkeypatch):
+    monkeypatch.setattr(threads, "CORES", 4)
+    torch.set_num_threads(3)
+    (registry / str(other_process)).touch()
+    assert threads.share() == 3 and list(threads.paced(range(3))) == [0, 1, 2]
+    assert torch.get_num_threads() == 3 and not (registry / str(os.getpid())).exists()
+    assert threads.start() == 2 and torch.get_num_threads() == 2 and (registry / str(os.getpid())).exists()
+
+
+def test_grlib_threads_fixes_the_threads_at_start(registry, other_process, monkeypatch):
+    monkeypatch.setattr(threads, "CORES", 4)
+    monkeypatch.setenv("GRLIB_THREADS", "3")
+    assert threads.start() == 3 and torch.get_num_threads() == 3
+    (registry / str(other_process)).touch()
+    assert threads.share() == 3 and not (registry / str(os.getpid())).exists()
+
+
 def test_only_other_live_processes_that_trained_recently_count(registry, other_process):
-    threads.share()  # this process: never counted for itself
+    threads.start()  # this process: never counted for itself
     (registry / str(other_process)).touch()
     assert threads.others_training() == 1
     old = time.time() - threads.RECENT_S - 1
@@ -46,7 +66,7 @@ def test_only_other_live_processes_that_trained_recently_count(registry, other_p
 
 def test_each_process_takes_its_share_of_the_cores(registry, other_process, monkeypatch):
     monkeypatch.setattr(threads, "CORES", 4)
-    assert threads.share() == 4 and torch.get_num_threads() == 4
+    assert threads.start() == 4 and torch.get_num_threads() == 4
     (registry / str(other_process)).touch()
     assert threads.share() == 2 and torch.get_num_threads() == 2
     monkeypatch.setattr(threads, "CORES", 1)
@@ -57,12 +77,12 @@ def test_omp_num_threads_set_by_hand_wins(registry, other_process, monkeypatch):
     monkeypatch.setattr(threads, "CORES", 4)
     (registry / str(other_process)).touch()
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    torch.set_num_threads(3)
+    assert threads.start() == 3 and torch.get_num_threads() == 3
     assert threads.share() == 3 and not (registry / str(os.getpid())).exists()
 
 
 def test_a_process_that_left_is_not_counted_again(registry):
-    threads.share()
+    threads.start()
     assert (registry / str(os.getpid())).exists()
     threads.leave()
     threads.share()
