@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -126,10 +127,16 @@ class CourseExecution:
     started after the first failure or Ctrl-C; then the summary and the report."""
 
     def __init__(self, plan: CoursePlan, log: Callable[[str], None], papermill: ModuleType) -> None:
-        self.plan, self.log, self.papermill = plan, log, papermill
+        self.plan, self.papermill, self.lock = plan, papermill, threading.Lock()
+        self.say = log
         self.runs = {nb: NotebookRun(nb.stem, "not run") for nb in plan.notebooks}
         self.kernels: set = set()  # those started, for `interrupt`
         self.interrupted = False
+
+    def log(self, line: str) -> None:
+        """One line of the run's log, whole: notebooks that end together do not mix their lines."""
+        with self.lock:
+            self.say(line)
 
     def execute(self, nb: Path, run: NotebookRun) -> None:
         """Run one notebook with papermill, recording in `run` how it ended."""
