@@ -96,9 +96,17 @@ def render_blocks(text: str, render: Callable[[str], str]) -> str:
     return BLOCK.sub(lambda m: m.group(1) + render(m.group(2)) + m.group(3), text)
 
 
+def cell_table(record: dict, at_least: float = 60.0) -> str:
+    """The cells of an executed course that took `at_least` seconds, the slowest first, with what each begins
+    with."""
+    rows = [[r["notebook"], r["cell"], f"{r['seconds']:.0f}", f"`{r['code']}`"]
+            for r in sorted(record["runs"], key=lambda r: -r["seconds"]) if r["seconds"] >= at_least]
+    return markdown_table(["notebook", "cell", "seconds", "it begins"], rows)
+
+
 def block(name: str) -> str:
     """What a block renders: "grid:FILE" a grid or ablation of docs/record/ with its provenance, "bench" the
-    three-seed benchmark, "bench-short" the README's version of it, "notebook-times" the teacher's table of running
+    three-seed benchmark, "bench-short" the README's version of it, "cells:FILE" an executed course's slowest cells, "notebook-times" the teacher's table of running
     times."""
     if name.startswith("grid:"):
         record = load(name[len("grid:"):])
@@ -111,6 +119,9 @@ def block(name: str) -> str:
         labels = {m: (f"[{spec.label}](notebooks/{notebook_stem(spec.notebook)}.ipynb)" if short else spec.label)
                   for m, spec in METHODS.items()}
         return method_table(record, labels) + ("" if short else "\n" + provenance_line(record))
+    if name.startswith("cells:"):
+        record = load(name[len("cells:"):])
+        return cell_table(record) + "\n" + provenance_line(record)
     if name == "notebook-times":
         return notebook_times()
     if name == "course-time":
