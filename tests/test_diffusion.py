@@ -212,7 +212,7 @@ def test_a_patched_unet_runs_its_levels_at_half_the_size_and_keeps_each_pixel_it
         moved = net(x, torch.tensor([1, 500]), torch.tensor([3, 7])) - out
         assert torch.allclose(moved[:, :, 0::2, 0::2], torch.zeros(1), atol=1e-6)
         assert torch.allclose(moved[:, :, 1::2, 1::2], torch.ones(1))
-    assert diffusion.Diffusion(UNet(ch=8, patch=2)).settings["model"]["patch"] == 2  # part of the cache key
+    assert diffusion.Diffusion(UNet(ch=8, patch=2)).settings["model"]["settings"]["patch"] == 2  # part of the cache key
     assert "patch" not in diffusion.Diffusion(UNet(ch=8)).settings
     with pytest.raises(ValueError, match="patch is 1"):
         UNet(patch=4)
@@ -272,4 +272,4 @@ def test_the_unet_initialisation_depends_on_its_seed_alone():
     b, c = UNet(ch=8, seed=1), UNet(ch=8, seed=2)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert not torch.equal(a.inp.weight, c.inp.weight)
-    assert diffusion.Diffusion(c).settings["model"]["seed"] == 2
+    assert diffusion.Diffusion(c).settings["model"]["settings"]["seed"] == 2

@@ -45,7 +45,7 @@ def changed(value, strategy: Strategy):
     if isinstance(value, gan.WGANGP):
         return gan.WGANGP(width=value.settings["width"], seed=1, n_classes=value.n_classes)
     if isinstance(value, diffusion.Diffusion):
-        return diffusion.Diffusion(UNet(ch=value.settings["model"]["ch"], n_classes=4, seed=1), prediction="x0")
+        return diffusion.Diffusion(UNet(ch=value.settings["model"]["settings"]["ch"], n_classes=4, seed=1), prediction="x0")
     raise AssertionError(f"no alternative for {value!r}")
 
 

@@ -28,23 +28,25 @@ def settings_key(settings: dict) -> str:
 
 
 def arguments(init_locals: dict[str, Any], leave_out: tuple[str, ...] = ("self", "__class__", "device")) -> dict[str, Any]:
-    """A constructor's arguments as settings for a cache key: call it first thing in `__init__` with `locals()`, so
-    that every argument, one added later included, is part of the key (as the strategies' dataclass fields are).
-    An argument that is itself a model stands for its own `settings`, or without them for its class and initial
-    weights; tuples become lists, as JSON has them."""
-    def plain(value: Any) -> Any:
-        if hasattr(value, "settings"):
-            return plain(value.settings)
-        if isinstance(value, torch.nn.Module):
-            return {"class": type(value).__qualname__, "weights": fingerprint(value.state_dict())}
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if value is None or isinstance(value, (bool, int, float, str)):
-            return value
-        raise TypeError(f"cannot key a cache on {type(value).__name__}; give it a `settings` dict")
-    return {name: plain(value) for name, value in init_locals.items() if name not in leave_out}
+    """A constructor's arguments as settings for a cache key (`key_of` each): call it first thing in `__init__` with
+    `locals()`, so that every argument, one added later included, is part of the key, as a strategy's fields are."""
+    return {name: key_of(value) for name, value in init_locals.items() if name not in leave_out}
+
+
+def key_of(value: Any) -> Any:
+    """What identifies a hyperparameter in the cache key: plain values as they are; a network, generator or buffer
+    by its type, its settings (or repr) and a fingerprint of its initial state."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [key_of(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): key_of(v) for k, v in value.items()}
+    key = {"type": type(value).__qualname__}
+    key["settings" if hasattr(value, "settings") else "repr"] = getattr(value, "settings", None) or repr(value)
+    if hasattr(value, "state_dict"):
+        key["state"] = fingerprint(value.state_dict())
+    return key
 
 
 def fingerprint(state: Any) -> str:

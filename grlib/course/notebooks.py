@@ -13,6 +13,13 @@ from typing import Any, Sequence
 from grlib.core.config import REPO_ROOT, build_dir
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+UNATTENDED = {"interactive": False}  # what the runner and the sweep give the notebooks that declare it: no widgets
+
+
+def kernel_env(out: Path) -> dict[str, str]:
+    """What the kernels the runner and the sweep start are told by environment (`grlib.core.config`): where to
+    write, and to end each progress bar as one line of text."""
+    return {"GRLIB_BUILD": str(out), "GRLIB_PROGRESS": "text"}
 
 
 def list_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:

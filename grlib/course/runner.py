@@ -20,19 +20,10 @@ from grlib.core.files import atomic_file
 from grlib.continual import data
 from grlib.continual.profiles import get_profile
 from grlib.course.report import render_report
-from grlib.course.notebooks import (NOTEBOOK_DIR, check_parameters, notebook_parameters, notebook_reads,
-                                    prepare_out, queue_order, select_notebooks)
+from grlib.course.notebooks import (NOTEBOOK_DIR, UNATTENDED, check_parameters, kernel_env, notebook_parameters,
+                                    notebook_reads, prepare_out, queue_order, select_notebooks)
 from grlib.course.results import load_results
 from grlib.course.tables import markdown_table
-
-FIXED = {"interactive": False}  # for the notebooks that declare it: widgets would wait for a browser
-
-
-def kernel_env(out: Path) -> dict[str, str]:
-    """What the runner's kernels are told by environment (`grlib.core.config`): where to write, and to end each
-    progress bar as one line of text."""
-    return {"GRLIB_BUILD": str(out), "GRLIB_PROGRESS": "text"}
-
 
 @dataclass
 class NotebookRun:
@@ -144,7 +135,7 @@ class CourseExecution:
         self.log(f"[{nb.stem}] running ...")
         start, out_dir = time.perf_counter(), self.plan.out
         declared = notebook_parameters(nb)
-        given = {k: v for k, v in {**FIXED, "profile": self.plan.profile, **self.plan.parameters}.items()
+        given = {k: v for k, v in {**UNATTENDED, "profile": self.plan.profile, **self.plan.parameters}.items()
                  if k in declared}
         try:
             papermill.execute_notebook(

@@ -23,8 +23,8 @@ from typing import Any, Callable, Sequence
 from grlib.core.checkpoints import writable
 from grlib.core.config import checkpoint_folder
 from grlib.core.files import atomic_file
-from grlib.course.notebooks import (NOTEBOOK_DIR, check_parameters, notebook_parameters, prepare_out,
-                                    select_notebooks)
+from grlib.course.notebooks import (NOTEBOOK_DIR, UNATTENDED, check_parameters, kernel_env, notebook_parameters,
+                                    prepare_out, select_notebooks)
 from grlib.continual.profiles import get_profile
 from grlib.course.report import write_index
 from grlib.course.results import load_results
@@ -64,13 +64,13 @@ def invocation(nb: Path, run_dir: Path, setting: dict[str, Any], profile: str,
                checkpoints: Path) -> tuple[list[str], dict[str, str]]:
     """The papermill command that executes one run, and the environment variables it adds (where the run writes;
     its profile and settings are papermill parameters, and widgets are left out, as the runner does)."""
-    env = {"GRLIB_BUILD": str(run_dir), "GRLIB_CHECKPOINTS": str(checkpoints), "GRLIB_PROGRESS": "text"}
+    env = {**kernel_env(run_dir), "GRLIB_CHECKPOINTS": str(checkpoints)}
     args = [sys.executable, "-m", "papermill", str(nb), str(run_dir / nb.name), "--cwd", str(nb.parent),
-            "--no-progress-bar", "-p", "profile", profile]
-    if "interactive" in notebook_parameters(nb):
-        args += ["-p", "interactive", "False"]
-    for name, value in setting.items():
-        args += ["-p", name, str(value)]
+            "--no-progress-bar"]
+    declared = notebook_parameters(nb)
+    for name, value in {**UNATTENDED, "profile": profile, **setting}.items():
+        if name in declared or name in setting:
+            args += ["-p", name, str(value)]
     return args, env
 
 

@@ -4,35 +4,19 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import KW_ONLY, dataclass, fields
-from typing import Any, Callable, ClassVar
+from typing import Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from grlib.core.checkpoints import fingerprint
+from grlib.core.checkpoints import key_of
 from grlib.core.guards import check_loss, check_lr
 from grlib.core.progress import bar
 from grlib.core.rng import seeded
 from grlib.core.threads import paced
 from grlib.continual.data import TaskStream, batch_indices, to_float
 from grlib.continual.scenarios import scenario_logits
-
-
-def key_of(value: Any) -> Any:
-    """What identifies a hyperparameter in the cache key: plain values as they are; a network, generator or buffer
-    by its type, its settings (or repr) and a fingerprint of its initial state."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [key_of(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): key_of(v) for k, v in value.items()}
-    key = {"type": type(value).__qualname__}
-    key["settings" if hasattr(value, "settings") else "repr"] = getattr(value, "settings", None) or repr(value)
-    if hasattr(value, "state_dict"):
-        key["state"] = fingerprint(value.state_dict())
-    return key
 
 
 @dataclass(eq=False, repr=False)
