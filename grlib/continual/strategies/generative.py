@@ -184,9 +184,11 @@ class DGR(GenerativeReplay):
         return self.generator.sample(n)
 
     def replay_pool(self, seen: list[int]) -> tuple[Tensor, Tensor]:
-        """x̃ ~ G, labelled ỹ = argmax over the seen classes of the old solver S(x̃)."""
+        """x̃ ~ G, labelled ỹ = argmax over the seen classes of the old solver S(x̃), read as replay shows x̃ (its
+        grey levels matched with `match_levels`)."""
         x = self.generator.sample(self.pool_size)
-        y = torch.as_tensor(seen, device=x.device)[self.old_solver_logits(x)[:, seen].argmax(1)]
+        read = self.old_solver_logits(self.to_real_levels(x))
+        y = torch.as_tensor(seen, device=x.device)[read[:, seen].argmax(1)]
         if self.balance_replay:
             keep = balanced_indices(y, tuple(seen), self.pool_size, self.rng)
             x, y = x[keep], y[keep]

@@ -52,15 +52,17 @@ class PASS(Strategy):
         loss = F.cross_entropy(self.solver.head(features) / self.temperature, y4)  # classes and rotations
         if self.old_features is None:
             return loss
-        with torch.no_grad():
-            old = self.old_features(x4)
-        distill = torch.dist(features, old, 2)  # ‖f(x) − f_old(x)‖₂ over the batch
         classes = torch.tensor(sorted(self.prototypes), device=self.device)
         pick = classes[torch.randint(len(classes), (len(y),), generator=self.rng, device=self.device)]
         noise = torch.randn(len(y), self.solver.feature_dim, generator=self.rng, device=self.device)
         augmented = torch.stack([self.prototypes[int(c)] for c in pick]) + self.radius * noise  # p_c + r e
         proto = F.cross_entropy(self.solver.head(augmented) / self.temperature, 4 * pick)
-        return loss + self.proto_weight * proto + self.distill_weight * distill
+        loss = loss + self.proto_weight * proto
+        if self.distill_weight == 0:  # γ = 0: f_old is not run at all (it draws nothing, so no draw is skipped)
+            return loss
+        with torch.no_grad():
+            old = self.old_features(x4)
+        return loss + self.distill_weight * torch.dist(features, old, 2)  # γ ‖f(x) − f_old(x)‖₂ over the batch
 
     @torch.no_grad()
     def features(self, x: Tensor) -> Tensor:
