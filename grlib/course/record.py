@@ -106,8 +106,8 @@ def cell_table(record: dict, at_least: float = 60.0) -> str:
 
 def block(name: str) -> str:
     """What a block renders: "grid:FILE" a grid or ablation of docs/record/ with its provenance, "bench" the
-    three-seed benchmark, "bench-short" the README's version of it, "cells:FILE" an executed course's slowest cells, "notebook-times" the teacher's table of running
-    times."""
+    three-seed benchmark, "bench-short" the README's version of it, "cells:FILE" an executed course's slowest cells,
+    "notebook-times" the teacher's table of running times."""
     if name.startswith("grid:"):
         record = load(name[len("grid:"):])
         return grid_table(record) + "\n" + provenance_line(record)

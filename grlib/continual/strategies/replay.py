@@ -40,6 +40,8 @@ class Replay(Strategy):
         w = self.new_task_weight
         if w not in ("equal", "1/t") and not (isinstance(w, float) and 0 < w < 1):
             raise ValueError(f"new_task_weight must be 'equal', '1/t' or a number between 0 and 1, got {w!r}")
+        if w == "equal":  # w = 1/2, as a number: "equal" and 0.5 train the same and share one checkpoint
+            self.new_task_weight = 0.5
 
     def replay_batch(self, n: int) -> tuple[Tensor, Tensor, Tensor | None] | None:
         """n replayed images in [0, 1], their labels and the old solver's logits on them (None where a method does
@@ -59,7 +61,7 @@ class Replay(Strategy):
         new_loss = F.cross_entropy(logits[: len(y)], y)
         teacher = None if teacher is None else scenario_logits(teacher, y_old, stream)
         replay_loss = self.replay_loss(logits[len(y):], y_old, teacher)
-        w = {"1/t": 1 / (t + 1), "equal": 0.5}.get(self.new_task_weight, self.new_task_weight)
+        w = 1 / (t + 1) if self.new_task_weight == "1/t" else self.new_task_weight
         return w * new_loss + (1 - w) * replay_loss  # L = w·L_new + (1 − w)·L_replay
 
 
