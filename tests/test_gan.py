@@ -72,6 +72,26 @@ def test_nan_data_stops_training_with_a_clear_error():
                     batch_size=4, progress=False)
 
 
+def test_the_lazy_penalty_falls_on_every_kth_critic_step_weighted_k_lambda(monkeypatch):
+    monkeypatch.setattr(gan, "gradient_penalty", lambda critic, real, fake: torch.tensor(1.0))  # GP = 1
+    model = gan.WGANGP(z_dim=8, width=8, critic_steps=1, gp_every=3, gp_weight=10.0)
+    real = torch.rand(4, 1, 28, 28) * 2 - 1
+    penalties = [sum(model.critic_step(real)) for _ in range(6)]  # L_D + (E[D(x)] − E[D(x̃)]) = k·λ·GP or 0
+    assert penalties == pytest.approx([0, 0, 30, 0, 0, 30], abs=1e-4)
+
+
+def test_with_shared_fakes_the_critic_steps_of_a_generator_step_score_one_batch(monkeypatch):
+    model = gan.WGANGP(z_dim=8, width=8, critic_steps=3, share_fakes=True)
+    scored = []
+    critic_step = model.critic_step
+    monkeypatch.setattr(model, "critic_step", lambda real, y, fake: scored.append(fake) or critic_step(real, y, fake))
+    model.train(half_white, iters=2, batch_size=4, progress=False)
+    assert len(scored) == 6 and all(f is scored[0] for f in scored[:3]) and all(f is scored[3] for f in scored[3:])
+    assert not torch.equal(scored[0], scored[3])  # a fresh batch for each generator step
+    with pytest.raises(ValueError, match="unconditional"):
+        gan.WGANGP(z_dim=8, width=8, n_classes=2, share_fakes=True)
+
+
 def test_an_unconditional_gan_refuses_to_draw_given_classes():
     with pytest.raises(ValueError, match="cannot draw given classes"):
         gan.WGANGP(z_dim=8, width=8).sample(2, torch.tensor([0, 1]))

@@ -128,7 +128,8 @@ def test_recipes_hold_no_tuned_literal():
 CHANGED = {  # a second value for every constructor argument
     WGANGP: {"image_shape": (3, 32, 32), "z_dim": 32, "width": 16, "lr": 1e-4, "betas": (0.0, 0.9),
              "critic_steps": 2, "gp_weight": 5.0, "seed": 1, "n_classes": 10, "alignment": 1e-3, "auxiliary": 1.0,
-             "class_norm": True, "ema_decay": 0.9, "critic_lr": 4e-4, "gp_every": 4},
+             "class_norm": True, "ema_decay": 0.9, "critic_lr": 4e-4, "gp_every": 4,
+             "share_fakes": True},
     Diffusion: {"model": UNet(ch=8), "T": 100, "schedule": "cosine", "prediction": "x0", "lr": 1e-4,
                 "ema_decay": 0.9, "min_snr_gamma": 5.0},
     UNet: {"image_shape": (3, 32, 32), "ch": 8, "n_classes": 10, "seed": 1, "patch": 2},

@@ -1,10 +1,14 @@
 """The course's record: the tuned settings are the grids' best values, and the record renders."""
 import statistics
 
+import matplotlib
 import pytest
+from matplotlib import pyplot as plt
 
 from grlib.continual import tuned
-from grlib.course import record
+from grlib.course import plots, record
+
+matplotlib.use("Agg")
 
 STREAMS = {"class": "split", "domain": "permuted"}
 
@@ -37,3 +41,13 @@ def test_grid_table_marks_the_best_value_and_names_its_seeds():
     assert "per seed (0, 1, 2)" in table
     bold = [line for line in table.splitlines() if "**" in line]
     assert len(bold) == 1 and bold[0].startswith("| 0.01 |")
+
+
+def test_the_ablation_chart_draws_each_variants_mean_and_colours_the_chosen_one():
+    runs = [{"value": v, "seed": s, "A_T": a} for v, s, a in (("a", 0, 80.0), ("a", 1, 90.0), ("b", 0, 70.0))]
+    fig, ax = plt.subplots()
+    means = plots.ablation({"runs": runs, "chosen": "b"}, ax)
+    assert means == {"a": 85.0, "b": 70.0}
+    assert [bar.get_width() for bar in ax.patches] == [85.0, 70.0]
+    assert [bar.get_facecolor() for bar in ax.patches][1] == matplotlib.colors.to_rgba("tab:orange")
+    plt.close(fig)

@@ -82,11 +82,11 @@ def _er(c: Context, buffer_size: int, reservoir: bool, **kw) -> Strategy:
 
 
 def _dgr(c: Context, ema_decay: float, critic_steps: int, gan_lr: float, critic_lr: float | None, gp_every: int,
-         **kw) -> Strategy:
+         share_fakes: bool, **kw) -> Strategy:
     """A convolutional WGAN-GP (notebook 03) whose replay the old solver labels."""
     wgan = gan.WGANGP(c.stream.image_shape, width=c.profile.gan_width, device=c.device, seed=c.seed,
                       ema_decay=ema_decay, critic_steps=critic_steps, lr=gan_lr, critic_lr=critic_lr,
-                      gp_every=gp_every)
+                      gp_every=gp_every, share_fakes=share_fakes)
     return DGR(c.solver(), kw.pop("generator", wgan), **{**c.budget(), "gen_iters": c.profile.dgr_gen_iters,
                                                           "pool_size": c.profile.dgr_pool, **kw})
 

@@ -27,7 +27,7 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
     # of its weights, its penalty lazily on every fifth critic step; the replay distilled and its grey levels matched.
     # The plain recipe: ema_decay=0.0, gp_every=1, soft_labels=False, match_levels=False
     "dgr": same_for_both({"ema_decay": 0.995, "critic_steps": 5, "gan_lr": 2e-4, "critic_lr": None, "gp_every": 5,
-                          "soft_labels": True, "match_levels": True}),
+                          "share_fakes": False, "soft_labels": True, "match_levels": True}),
     "mergan": same_for_both({"variant": "jtr", "alignment": 1e-3, "auxiliary": 0.0, "class_norm": True,
                              "ema_decay": 0.995, "critic_steps": 2, "soft_labels": True, "match_levels": True}),
     "ddgr": same_for_both({"patch": 2, "prediction": "x0", "ema_decay": 0.995, "min_snr_gamma": 1.0,

@@ -1,6 +1,7 @@
-"""Matplotlib figures the notebooks share: image grids, accuracy matrices, accuracy curves, losses."""
+"""Matplotlib figures the notebooks share: image grids, accuracy matrices, accuracy curves, losses, ablations."""
 from __future__ import annotations
 
+import statistics
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -8,6 +9,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
+
+from grlib.course.record import by_value
 
 
 def _axes(ax: Axes | None, size: tuple[float, float] = (5, 4)) -> Axes:
@@ -86,3 +89,21 @@ def loss_curve(losses: Sequence[Sequence[float]], ax: Axes | None = None, title:
     if title:
         ax.set_title(title)
     return ax
+
+
+def ablation(record: dict, ax: Axes | None = None, key: str = "A_T", xlabel: str = "validation A_T (%) (dots: seeds)",
+             xlim: tuple[float, float] | None = None) -> dict[str, float]:
+    """A tuning record's variants as bars of their mean `key` over the seeds, each seed a dot, the course's choice
+    (the record's "chosen") in orange, top to bottom in the order they ran; returns {variant: mean}."""
+    grid = by_value(record)
+    means = {name: statistics.mean(run[key] for run in runs) for name, runs in grid.items()}
+    ax = _axes(ax, (8, 0.42 * len(grid) + 1))
+    colours = ["tab:orange" if name == record.get("chosen") else "tab:blue" for name in grid]
+    ax.bar_label(ax.barh(range(len(grid)), list(means.values()), color=colours), fmt="%.1f", label_type="center",
+                 color="white")
+    for k, runs in enumerate(grid.values()):
+        ax.plot([run[key] for run in runs], [k] * len(runs), "k.", ms=6)  # each seed
+    ax.set(yticks=range(len(grid)), yticklabels=list(grid), xlabel=xlabel, ylim=(len(grid) - 0.5, -0.5))
+    if xlim:
+        ax.set_xlim(xlim)
+    return means

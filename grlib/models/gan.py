@@ -117,14 +117,15 @@ class WGANGP:
     (β CE added to both losses). `alignment` = λ > 0 adds MeRGAN's replay alignment, λ E‖G(z, c) − G_prev(z, c)‖²
     over old classes c. `ema_decay` > 0 samples from a moving average of the generator's weights (Yazıcı et al.
     2019); `critic_lr` gives the critic its own learning rate (Heusel et al. 2017); `gp_every` = k adds the penalty
-    on every k-th critic step only, weighted k·λ (lazy regularisation, Karras et al. 2020)."""
+    on every k-th critic step only, weighted k·λ (lazy regularisation, Karras et al. 2020); `share_fakes` lets the
+    critic steps between two generator steps score one batch of fakes, drawn once, instead of one batch each."""
 
     def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), z_dim: int = 64, width: int = 32,
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.9), critic_steps: int = 5,
                  gp_weight: float = 10.0, device: torch.device | str = "cpu", seed: int = 0,
                  n_classes: int | None = None, alignment: float = 0.0, auxiliary: float = 0.0,
                  class_norm: bool = False, ema_decay: float = 0.0, critic_lr: float | None = None,
-                 gp_every: int = 1):
+                 gp_every: int = 1, share_fakes: bool = False):
         self.settings = arguments(locals())  # every argument but the device: the checkpoint cache's key
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1) (0: no average); got {ema_decay}")
@@ -135,6 +136,9 @@ class WGANGP:
         if (alignment or auxiliary or class_norm) and not n_classes:
             raise ValueError("replay alignment, the auxiliary classifier and class norms need class-conditional "
                              "samples: give n_classes")
+        if share_fakes and n_classes:
+            raise ValueError("share_fakes is for an unconditional WGAN-GP: a conditional critic scores each fake "
+                             "with the classes of its real batch")
         with seeded(seed):  # the initial weights depend on the seed alone
             # channels-last: its transposed convolutions run faster so (the critic's convolutions do not)
             self.generator = Generator(image_shape, z_dim, width, n_classes, class_norm).to(
@@ -144,6 +148,7 @@ class WGANGP:
         self.z_dim, self.critic_steps, self.gp_weight, self.device = z_dim, critic_steps, gp_weight, torch.device(device)
         self.n_classes, self.alignment, self.auxiliary = n_classes, alignment, auxiliary
         self.gp_every, self.critic_updates = gp_every, 0  # critic steps taken: the penalty falls on every k-th
+        self.share_fakes = share_fakes
         self.known: set[int] = set()  # the classes the generator has been trained on
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=lr if critic_lr is None else critic_lr, betas=betas)
@@ -153,11 +158,15 @@ class WGANGP:
         """The network samples come from: the EMA of the generator's weights if there is one."""
         return self.generator if self.ema is None else self.ema.module
 
-    def critic_step(self, real: Tensor, y: Tensor | None = None) -> tuple[float, float]:
-        """One critic update on real images in [-1, 1] (of classes y, if conditional); returns (critic loss,
-        Wasserstein estimate E[D(x)] − E[D(x̃)])."""
-        with torch.no_grad():
-            fake = self.generator(torch.randn(len(real), self.z_dim, device=self.device), y)
+    @torch.no_grad()
+    def fakes(self, n: int, y: Tensor | None = None) -> Tensor:
+        """n fakes x̃ = G(z, y) in [-1, 1] for the critic to score, from the generator being trained."""
+        return self.generator(torch.randn(n, self.z_dim, device=self.device), y)
+
+    def critic_step(self, real: Tensor, y: Tensor | None = None, fake: Tensor | None = None) -> tuple[float, float]:
+        """One critic update on real images in [-1, 1] (of classes y, if conditional) against `fake` (drawn here if
+        None); returns (critic loss, Wasserstein estimate E[D(x)] − E[D(x̃)])."""
+        fake = self.fakes(len(real), y) if fake is None else fake
         score_real, logits = self.critic.scores(real, y)
         d_real, d_fake = score_real.mean(), self.critic(fake, y).mean()
         loss = d_fake - d_real  # L_D = E[D(x̃)] − E[D(x)] + λ GP
@@ -205,10 +214,11 @@ class WGANGP:
         self.generator.train()
         y = None
         for it in paced(bar(range(iters), desc=desc, disable=not progress)):
+            fake = self.fakes(batch_size) if self.share_fakes else None  # one batch for all the critic steps
             for _ in range(self.critic_steps):
                 x, labels = sample_real(batch_size)
                 y = labels if self.n_classes else None
-                d_loss, w_est = self.critic_step(x * 2 - 1, y)
+                d_loss, w_est = self.critic_step(x * 2 - 1, y, fake)
                 if y is not None:
                     self.known.update(y.unique().tolist())
             g_loss = self.generator_step(batch_size, y, previous, old)
