@@ -112,13 +112,12 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
 class WGANGP:
     """A generator and its critic, trained with the WGAN-GP objective; images in [0, 1] outside, [-1, 1] inside.
 
-    Implements `grlib.models.generators.Generator`. With `n_classes`, class-conditional (MeRGAN, Wu et al. 2018;
-    `class_norm`: per-class batch norms), with a projection critic, or with `auxiliary` = β > 0 an AC-GAN critic
-    (β CE added to both losses). `alignment` = λ > 0 adds MeRGAN's replay alignment, λ E‖G(z, c) − G_prev(z, c)‖²
-    over old classes c. `ema_decay` > 0 samples from a moving average of the generator's weights (Yazıcı et al.
-    2019); `critic_lr` gives the critic its own learning rate (Heusel et al. 2017); `gp_every` = k adds the penalty
-    on every k-th critic step only, weighted k·λ (lazy regularisation, Karras et al. 2020); `share_fakes` lets the
-    critic steps between two generator steps score one batch of fakes, drawn once, instead of one batch each."""
+    A `grlib.models.generators.Generator`. With `n_classes`, class-conditional (MeRGAN, Wu et al. 2018; `class_norm`:
+    per-class batch norms) with a projection critic, or with `auxiliary` = β > 0 an AC-GAN critic. `alignment` = λ
+    adds MeRGAN's replay alignment, λ E‖G(z, c) − G_prev(z, c)‖² over old classes c.
+    `ema_decay` > 0 samples from a moving average of the generator's weights (Yazıcı et al. 2019); `critic_lr` is the
+    critic's own learning rate (Heusel et al. 2017); `gp_every` = k puts the penalty, weighted k·λ, on every k-th
+    critic step (lazy regularisation, Karras et al. 2020); `share_fakes`: one batch of fakes per generator step."""
 
     def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), z_dim: int = 64, width: int = 32,
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.9), critic_steps: int = 5,
