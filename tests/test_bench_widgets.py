@@ -60,6 +60,7 @@ def test_tune_records_a_grid_on_the_validation_split(tmp_path):
     assert [(r["value"], r["seed"]) for r in saved["runs"]] == [(0.1, 0), (0.1, 1), (1e4, 0), (1e4, 1)]
     assert len({r["A_T"] for r in saved["runs"]}) > 1  # the values and seeds are really different runs
     assert saved["command"].startswith("python -m grlib tune mas --stream split --profile smoke --seeds 2")
+    assert saved["settings"] == {}  # MAS's recipe holds only the swept strength: nothing else was in effect
     assert "| 0.1 |" in lines[-1] and "**" in lines[-1]
 
 

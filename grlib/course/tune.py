@@ -9,7 +9,7 @@ import shlex
 import statistics
 from typing import Any, Callable, Sequence
 
-from grlib.continual import recipes
+from grlib.continual import recipes, tuned
 from grlib.continual.profiles import get_profile
 from grlib.course.bench import provenance, run_in_worker
 from grlib.course.notebooks import prepare_out
@@ -61,8 +61,10 @@ def run_tune(method: str, grid_name: str, values: Sequence[Any], fixed: dict[str
             log(f"[tune] A_T {row['A_T']:.1f} in {row['train_seconds']:.0f} s of training")
     argv = ["python", "-m", "grlib", "tune", method, "--stream", stream, "--profile", P.name, "--seeds", str(seeds),
             *[a for k, v in fixed.items() for a in ("--set", k, str(v))], "--grid", grid_name, *map(str, values)]
+    in_effect = {**tuned.tuned(method, "domain" if stream == "permuted" else "class"), **fixed}  # the recipe's, as run
+    in_effect.pop(grid_name, None)
     record = {**provenance(shlex.join(argv)), "profile": P.name, "method": method, "stream": stream,
-              "validation": VALIDATION, "fixed": fixed, "grid": grid_name, "runs": runs}
+              "validation": VALIDATION, "fixed": fixed, "settings": in_effect, "grid": grid_name, "runs": runs}
     path = out_dir / "tune" / f"{tune_name(method, stream, grid_name, fixed)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1))
