@@ -44,9 +44,27 @@ def test_er_refuses_a_weight_that_is_not_one(weight):
         strategies.ER(small_solver(), ReservoirBuffer(8), new_task_weight=weight)
 
 
-def test_fisher_diagonal_matches_per_sample_gradients():
+class TwiceThroughOneLayer(torch.nn.Module):
+    """A linear layer used twice in one forward pass: its per-image gradient is no single outer product."""
+
+    def __init__(self):
+        super().__init__()
+        self.square, self.out = torch.nn.Linear(16, 16), torch.nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.square(torch.relu(self.square(x.flatten(1))))))
+
+
+SOLVERS = {"mlp (closed form)": lambda: nets.MLP((1, 4, 4), hidden=(8,), n_classes=3),
+           "conv (per-image gradients)": lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(),
+                                                                      torch.nn.Flatten(), torch.nn.Linear(8, 3)),
+           "a layer used twice (per-image gradients)": TwiceThroughOneLayer}
+
+
+@pytest.mark.parametrize("make_solver", SOLVERS.values(), ids=SOLVERS)
+def test_fisher_diagonal_matches_per_sample_gradients(make_solver):
     torch.manual_seed(0)
-    solver = nets.MLP((1, 4, 4), hidden=(8,), n_classes=3)
+    solver = make_solver()
     x = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
     fisher = strategies.fisher_diagonal(solver, x, torch.Generator().manual_seed(0), chunk=7)
     gen, expected = torch.Generator().manual_seed(0), {n: torch.zeros_like(p) for n, p in solver.named_parameters()}
@@ -58,7 +76,22 @@ def test_fisher_diagonal_matches_per_sample_gradients():
             F.cross_entropy(solver(image[None]), label[None]).backward()
             for n, p in solver.named_parameters():
                 expected[n] += p.grad ** 2 / 20
+    assert fisher.keys() == expected.keys()
     assert all(torch.allclose(fisher[n], expected[n], atol=1e-7) for n in fisher)
+
+
+def test_an_mlp_s_importances_take_no_per_image_gradients(monkeypatch):
+    """The closed form Σ_k size(δ_k) size(a_k)ᵀ serves a network of linear layers: no N gradients are formed."""
+    def refuse(*args):
+        raise AssertionError("per-image gradients formed")
+
+    monkeypatch.setattr("grlib.continual.strategies.regularization.per_sample_gradients", refuse)
+    x = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
+    solver = SOLVERS["mlp (closed form)"]()
+    strategies.fisher_diagonal(solver, x, torch.Generator().manual_seed(0))
+    strategies.output_sensitivity(solver, x)
+    with pytest.raises(AssertionError, match="per-image"):
+        strategies.output_sensitivity(SOLVERS["conv (per-image gradients)"](), x)
 
 
 @pytest.mark.parametrize("make", [lambda s, strength: strategies.EWC(s, strength=1e6 * strength, **KW),
@@ -130,9 +163,10 @@ def test_bad_hyperparameters_are_errors():
         strategies.SI(small_solver(), strength=1, damping=0)
 
 
-def test_mas_importance_is_the_mean_absolute_gradient_of_the_squared_output_norm():
+@pytest.mark.parametrize("make_solver", SOLVERS.values(), ids=SOLVERS)
+def test_mas_importance_is_the_mean_absolute_gradient_of_the_squared_output_norm(make_solver):
     torch.manual_seed(0)
-    solver = nets.MLP((1, 4, 4), hidden=(8,), n_classes=3)
+    solver = make_solver()
     x = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
     omega = strategies.output_sensitivity(solver, x, chunk=7)
     expected = {n: torch.zeros_like(p) for n, p in solver.named_parameters()}
@@ -141,6 +175,7 @@ def test_mas_importance_is_the_mean_absolute_gradient_of_the_squared_output_norm
         solver(image[None]).pow(2).sum().backward()
         for n, p in solver.named_parameters():
             expected[n] += p.grad.abs() / 20
+    assert omega.keys() == expected.keys()
     assert all(torch.allclose(omega[n], expected[n], atol=1e-6) for n in omega)
 
 

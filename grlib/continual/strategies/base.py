@@ -17,6 +17,7 @@ from grlib.core.rng import seeded
 from grlib.core.threads import paced
 from grlib.continual.data import TaskStream, batch_indices, to_float
 from grlib.continual.scenarios import scenario_logits
+from grlib.models.nets import adam
 
 
 @dataclass(eq=False, repr=False)
@@ -80,7 +81,7 @@ class Strategy:
             self.progress = progress
             self.before_task(stream, t)
             x_all, y_all = self.training_data(stream, t)
-            optimizer = torch.optim.Adam(self.solver.parameters(), lr=self.lr)
+            optimizer = adam(self.solver.parameters(), lr=self.lr)
             desc = f"{self.name} task {t + 1}/{len(stream)}"
             hint = f"lower the learning rate (now {self.lr:g}) or a penalty's strength"
             losses = []

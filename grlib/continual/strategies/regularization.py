@@ -23,6 +23,46 @@ def per_sample_gradients(solver: nn.Module, images: Tensor, labels: Tensor,
     return torch.func.vmap(torch.func.grad(one), in_dims=(None, 0, 0))(params, images, labels)
 
 
+def summed_gradient_sizes(solver: nn.Module, images: Tensor, labels: Tensor,
+                          scalar: Callable[[Tensor, Tensor], Tensor], size: Callable[[Tensor], Tensor]
+                          ) -> dict[str, Tensor]:
+    """Σ_k size(∇_θ scalar(f(x_k; θ), y_k)) for an elementwise `size` with size(ab) = size(a) size(b) (the square,
+    the absolute value): in closed form when the solver is made of linear layers (`linear_closed_form`), else
+    from the N per-image gradients."""
+    sums = linear_closed_form(solver, images, labels, scalar, size)
+    if sums is not None:
+        return sums
+    return {name: size(g).sum(0) for name, g in per_sample_gradients(solver, images, labels, scalar).items()}
+
+
+def linear_closed_form(solver: nn.Module, images: Tensor, labels: Tensor, scalar: Callable[[Tensor, Tensor], Tensor],
+                       size: Callable[[Tensor], Tensor]) -> dict[str, Tensor] | None:
+    """`summed_gradient_sizes` with one backward pass, when every weight sits in a linear layer z = Wa + b used once
+    on N × features inputs (the MLP); else None. Image k's gradient of W is the outer product δ_k a_kᵀ, δ_k =
+    ∂s_k / ∂z_k, so Σ_k size(δ_k a_kᵀ) = size(δ)ᵀ size(a): a matrix product instead of N gradients."""
+    layers = {m: name for name, m in solver.named_modules() if isinstance(m, nn.Linear)}
+    if sum(p.numel() for m in layers for p in m.parameters()) != sum(p.numel() for p in solver.parameters()):
+        return None
+    calls: dict[nn.Module, list[tuple[Tensor, Tensor]]] = {m: [] for m in layers}
+    hooks = [m.register_forward_hook(lambda m, args, z: calls[m].append((args[0], z))) for m in layers]
+    try:
+        logits = solver(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if any(len(seen) != 1 or seen[0][0].dim() != 2 for seen in calls.values()):
+        return None
+    per_image = torch.vmap(scalar)(logits.unsqueeze(1), labels.unsqueeze(1))  # s_k
+    deltas = torch.autograd.grad(per_image.sum(), [calls[m][0][1] for m in layers])  # δ_k = ∂s_k / ∂z_k
+    sums = {}
+    for (m, name), delta in zip(layers.items(), deltas):
+        prefix = f"{name}." if name else ""
+        sums[prefix + "weight"] = size(delta).T @ size(calls[m][0][0].detach())  # Σ_k size(δ_k) size(a_k)ᵀ
+        if m.bias is not None:
+            sums[prefix + "bias"] = size(delta).sum(0)
+    return sums
+
+
 def log_likelihood(logits: Tensor, label: Tensor) -> Tensor:
     """log p_θ(y | x)."""
     return -F.cross_entropy(logits, label)
@@ -41,8 +81,8 @@ def fisher_diagonal(solver: nn.Module, x: Tensor, generator: torch.Generator, ch
         with torch.no_grad():
             probs = torch.softmax(solver(images), -1)
         labels = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # y ~ p_θ(y | x)
-        for name, g in per_sample_gradients(solver, images, labels, log_likelihood).items():
-            fisher[name] += g.square_().sum(0) / len(x)  # in place: g is N × the weight's shape
+        for name, g in summed_gradient_sizes(solver, images, labels, log_likelihood, torch.square).items():
+            fisher[name] += g / len(x)
     return fisher
 
 
@@ -53,8 +93,8 @@ def output_sensitivity(solver: nn.Module, x: Tensor, chunk: int = 128) -> dict[s
     for i in range(0, len(x), chunk):
         images = to_float(x[i:i + chunk])
         unused = torch.zeros(len(images), dtype=torch.long, device=images.device)
-        for name, g in per_sample_gradients(solver, images, unused, squared_output_norm).items():
-            omega[name] += g.abs_().sum(0) / len(x)  # in place: g is N × the weight's shape
+        for name, g in summed_gradient_sizes(solver, images, unused, squared_output_norm, torch.abs).items():
+            omega[name] += g / len(x)
     return omega
 
 
