@@ -80,6 +80,41 @@ def test_fisher_diagonal_matches_per_sample_gradients(make_solver):
     assert all(torch.allclose(fisher[n], expected[n], atol=1e-7) for n in fisher)
 
 
+def tied() -> torch.nn.Sequential:
+    stack = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16))
+    stack[3].weight = stack[1].weight  # one weight in two layers
+    return stack
+
+
+def mlp_like(*between: torch.nn.Module) -> torch.nn.Sequential:
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), *between, torch.nn.Linear(8, 3))
+
+
+@pytest.mark.parametrize("make_solver, closed", [
+    (lambda: nets.MLP((1, 4, 4), hidden=(8,), n_classes=3), True), (lambda: mlp_like(torch.nn.ReLU()), True),
+    (lambda: mlp_like(torch.nn.ReLU(inplace=True)), False), (lambda: mlp_like(torch.nn.BatchNorm1d(8)), False),
+    (lambda: mlp_like(torch.nn.Dropout(0.5)), False), (tied, False),
+    (lambda: torch.nn.Sequential(torch.nn.Linear(4, 3)), False),
+    (lambda: type("MyMLP", (nets.MLP,), {"forward": lambda self, x: self.net(x).cumsum(0)})((1, 4, 4)), False)],
+    ids=["MLP", "Sequential", "in-place ReLU", "batch norm", "dropout", "tied weights", "no flatten", "own forward"])
+def test_the_closed_form_serves_only_stacks_whose_images_cannot_mix(make_solver, closed):
+    """Per image, and no weight used twice: otherwise Σ_k size(δ_k a_kᵀ) is not the gradient's size."""
+    assert (strategies.regularization.linear_stack(make_solver()) is not None) == closed
+
+
+def test_the_closed_form_holds_for_frozen_weights_and_under_no_grad():
+    torch.manual_seed(0)
+    solver = nets.MLP((1, 4, 4), hidden=(8,), n_classes=3)
+    solver.net[1].requires_grad_(False)  # a frozen first layer still gets its importance, as per-image gradients give
+    x, labels = torch.rand(10, 1, 4, 4), torch.randint(0, 3, (10,))
+    scalar = strategies.regularization.log_likelihood
+    with torch.no_grad():
+        closed = strategies.regularization.summed_gradient_sizes(solver, x, labels, scalar, torch.square)
+    per_image = strategies.regularization.per_sample_gradients(solver, x, labels, scalar)
+    assert closed.keys() == per_image.keys()
+    assert all(torch.allclose(closed[n], g.square().sum(0), atol=1e-7) for n, g in per_image.items())
+
+
 def test_an_mlp_s_importances_take_no_per_image_gradients(monkeypatch):
     """The closed form Σ_k size(δ_k) size(a_k)ᵀ serves a network of linear layers: no N gradients are formed."""
     def refuse(*args):

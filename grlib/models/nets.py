@@ -21,15 +21,25 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
-def adam(params: Iterable[nn.Parameter], **options) -> torch.optim.Adam:
-    """torch's Adam, fused (one kernel updates every weight, where the plain form runs several operations a tensor;
-    on a CPU that is much of a small solver's step) where this torch and device offer it, else plain; the two
-    compute the same update and differ only in rounding."""
-    params = list(params)
+@functools.lru_cache(maxsize=None)
+def has_fused_adam(device_type: str) -> bool:
+    """Whether this torch has a fused Adam kernel for the device type: asked by taking one step with it, as some
+    versions refuse the device only then."""
+    weight = torch.zeros(1, device=device_type, requires_grad=True)
+    weight.grad = torch.zeros_like(weight)
     try:
-        return torch.optim.Adam(params, fused=True, **options)
-    except RuntimeError:  # no fused kernel for this device in this version of torch
-        return torch.optim.Adam(params, **options)
+        torch.optim.Adam([weight], fused=True).step()
+    except RuntimeError:  # no kernel for this device in this torch (NotImplementedError is one too)
+        return False
+    return True
+
+
+def adam(params: Iterable[nn.Parameter], **options) -> torch.optim.Adam:
+    """torch's Adam, fused (one kernel updates every weight, not several operations a tensor) where this torch has
+    the kernel for the weights' device, else as torch chooses; the same update either way, up to rounding."""
+    params = list(params)
+    fused = bool(params) and has_fused_adam(params[0].device.type)
+    return torch.optim.Adam(params, fused=True if fused else None, **options)
 
 
 class MLP(nn.Module):

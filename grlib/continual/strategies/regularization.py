@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from grlib.continual.data import TaskStream, to_float
 from grlib.continual.strategies.base import Strategy
+from grlib.models.nets import MLP
 
 
 def per_sample_gradients(solver: nn.Module, images: Tensor, labels: Tensor,
@@ -27,39 +28,52 @@ def summed_gradient_sizes(solver: nn.Module, images: Tensor, labels: Tensor,
                           scalar: Callable[[Tensor, Tensor], Tensor], size: Callable[[Tensor], Tensor]
                           ) -> dict[str, Tensor]:
     """Σ_k size(∇_θ scalar(f(x_k; θ), y_k)) for an elementwise `size` with size(ab) = size(a) size(b) (the square,
-    the absolute value): in closed form when the solver is made of linear layers (`linear_closed_form`), else
-    from the N per-image gradients."""
-    sums = linear_closed_form(solver, images, labels, scalar, size)
-    if sums is not None:
-        return sums
+    the absolute value): in closed form for a stack of linear layers (`linear_closed_form`), else from the N
+    per-image gradients."""
+    stack = linear_stack(solver)
+    if stack is not None:
+        names = {p: name for name, p in solver.named_parameters()}
+        return {names[p]: total for p, total in linear_closed_form(stack, images, labels, scalar, size)}
     return {name: size(g).sum(0) for name, g in per_sample_gradients(solver, images, labels, scalar).items()}
 
 
-def linear_closed_form(solver: nn.Module, images: Tensor, labels: Tensor, scalar: Callable[[Tensor, Tensor], Tensor],
-                       size: Callable[[Tensor], Tensor]) -> dict[str, Tensor] | None:
-    """`summed_gradient_sizes` with one backward pass, when every weight sits in a linear layer z = Wa + b used once
-    on N × features inputs (the MLP); else None. Image k's gradient of W is the outer product δ_k a_kᵀ, δ_k =
-    ∂s_k / ∂z_k, so Σ_k size(δ_k a_kᵀ) = size(δ)ᵀ size(a): a matrix product instead of N gradients."""
-    layers = {m: name for name, m in solver.named_modules() if isinstance(m, nn.Linear)}
-    if sum(p.numel() for m in layers for p in m.parameters()) != sum(p.numel() for p in solver.parameters()):
+def linear_stack(solver: nn.Module) -> nn.Sequential | None:
+    """The solver as flatten, then linear layers with their own weights between layers that act on each number
+    alone (ReLU), as the MLP is; None for anything else, where images might mix (batch norm, dropout, a forward of
+    its own) or a weight serve twice."""
+    stack = solver.net if type(solver) is MLP else solver
+    first = stack[0] if type(stack) is nn.Sequential and len(stack) else None
+    if type(first) is not nn.Flatten or (first.start_dim, first.end_dim) != (1, -1):
         return None
-    calls: dict[nn.Module, list[tuple[Tensor, Tensor]]] = {m: [] for m in layers}
-    hooks = [m.register_forward_hook(lambda m, args, z: calls[m].append((args[0], z))) for m in layers]
-    try:
-        logits = solver(images)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    if any(len(seen) != 1 or seen[0][0].dim() != 2 for seen in calls.values()):
-        return None
-    per_image = torch.vmap(scalar)(logits.unsqueeze(1), labels.unsqueeze(1))  # s_k
-    deltas = torch.autograd.grad(per_image.sum(), [calls[m][0][1] for m in layers])  # δ_k = ∂s_k / ∂z_k
-    sums = {}
-    for (m, name), delta in zip(layers.items(), deltas):
-        prefix = f"{name}." if name else ""
-        sums[prefix + "weight"] = size(delta).T @ size(calls[m][0][0].detach())  # Σ_k size(δ_k) size(a_k)ᵀ
-        if m.bias is not None:
-            sums[prefix + "bias"] = size(delta).sum(0)
+    elementwise = all(type(m) is nn.Linear or (type(m) is nn.ReLU and not m.inplace) for m in stack[1:])
+    weights = [p for m in stack for p in m.parameters()]
+    return stack if elementwise and len(set(weights)) == len(weights) else None
+
+
+def linear_closed_form(stack: nn.Sequential, images: Tensor, labels: Tensor,
+                       scalar: Callable[[Tensor, Tensor], Tensor], size: Callable[[Tensor], Tensor]
+                       ) -> list[tuple[nn.Parameter, Tensor]]:
+    """`summed_gradient_sizes` for a `linear_stack`, from one backward pass, as (weight, its sum) pairs. Image k's
+    s_k depends on its own pre-activations z_k = W a_k + b alone, so the gradient of the batch's Σ_k s_k at z_k is
+    δ_k = ∂s_k / ∂z_k, and the image's gradient of W is δ_k a_kᵀ: Σ_k size(δ_k a_kᵀ) = size(Δ)ᵀ size(A), with the
+    δ_k and a_k as the rows of Δ and A (and Σ_k size(δ_k) for b)."""
+    layers, inputs, outputs = [], [], []
+    with torch.enable_grad():
+        h = images.detach().requires_grad_(True)  # every z in the graph, whichever weights are frozen
+        for module in stack:
+            z = module(h)
+            if type(module) is nn.Linear:
+                layers.append(module)
+                inputs.append(h.detach())  # a_k, the rows of A
+                outputs.append(z)
+            h = z
+        s = torch.vmap(scalar)(h.unsqueeze(1), labels.unsqueeze(1))  # s_k, image by image
+        deltas = torch.autograd.grad(s.sum(), outputs)  # the rows of Δ: δ_k = ∂s_k / ∂z_k
+    sums = []
+    for layer, a, delta in zip(layers, inputs, deltas):
+        sums.append((layer.weight, size(delta).T @ size(a)))  # Σ_k size(δ_k) size(a_k)ᵀ
+        if layer.bias is not None:
+            sums.append((layer.bias, size(delta).sum(0)))
     return sums
 
 
