@@ -38,9 +38,9 @@ def summed_gradient_sizes(solver: nn.Module, images: Tensor, labels: Tensor,
 
 
 def linear_stack(solver: nn.Module) -> nn.Sequential | None:
-    """The solver as flatten, then linear layers with their own weights between layers that act on each number
-    alone (ReLU), as the MLP is; None for anything else, where images might mix (batch norm, dropout, a forward of
-    its own) or a weight serve twice."""
+    """The solver as flatten, then linear layers with weights of their own between ReLUs that are not in place, as
+    the MLP is; else None: batch norm mixes images, dropout draws random masks, a forward of its own might do
+    either, a shared weight's gradient is a sum of outer products."""
     stack = solver.net if type(solver) is MLP else solver
     first = stack[0] if type(stack) is nn.Sequential and len(stack) else None
     if type(first) is not nn.Flatten or (first.start_dim, first.end_dim) != (1, -1):
